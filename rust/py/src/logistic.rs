@@ -1,0 +1,7 @@
+//! Bindings of `rlhf_diag_core::logistic` (placeholder until that work lands).
+
+use pyo3::prelude::*;
+
+pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    Ok(())
+}
