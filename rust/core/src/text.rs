@@ -1,1 +1,755 @@
-//! (placeholder: filled in by the text work)
+//! Text features: twelve counts per response text, in one pass over its lines.
+//!
+//! Method. A text is split on `\n`; each raw line feeds the whole-text counts
+//! (code points, words, emojis, apology and refusal phrases), then, with one
+//! trailing `\r` dropped, a small state machine for fenced code blocks, and,
+//! outside code, the markdown line rules (headers, list items, bold spans,
+//! table rows, links). Every rule is a hand-written scanner that reproduces
+//! the leftmost, non-overlapping semantics of the Python regular expressions
+//! written in `docs/features.md`; `python/rlhf_diag/_reference.py` is that
+//! specification as slow readable code and the test oracle.
+//!
+//! Definitions shared by every rule: whitespace is Unicode `White_Space`
+//! (`char::is_whitespace`; U+001C..U+001F are *not* whitespace, unlike
+//! Python's `str.split`), digits are ASCII, phrase matching folds ASCII case
+//! only and treats U+2019 as an apostrophe, and a phrase boundary is any
+//! character that is not an ASCII letter or digit.
+//!
+//! Cost. Each scanner moves forward only: a bold opener with no closer ends
+//! that line's search (the closing test does not depend on the opener, so a
+//! later opener cannot find one either), and a failed link start resumes at
+//! the next `[`. Work is linear in the text, with no allocation per row.
+//!
+//! Rejected alternatives. The `regex` crate: no look-around (bold needs it)
+//! and a second pass per feature. `aho-corasick` for the phrases: twenty short
+//! ASCII phrases that start with one of three letters are cheaper to test in
+//! place than to run through an automaton, and U+2019 folding would need
+//! every variant spelled out. One rayon task per row: rows are short, so
+//! tasks take `ROWS_PER_TASK` rows to amortise scheduling.
+
+use std::sync::LazyLock;
+
+use memchr::{memchr, memchr2, memmem};
+use rayon::prelude::*;
+
+use crate::{invalid, Result};
+
+/// Number of features per text.
+pub const N_FEATURES: usize = 12;
+
+/// Public column names, in output order.
+pub const FEATURE_NAMES: [&str; N_FEATURES] = [
+    "chars",
+    "words",
+    "headers",
+    "ordered_items",
+    "unordered_items",
+    "bold",
+    "code_blocks",
+    "table_rows",
+    "links",
+    "emojis",
+    "apologies",
+    "refusals",
+];
+
+/// Apology phrases (lower case; matched with ASCII case folding).
+pub const APOLOGY_PHRASES: [&str; 6] = [
+    "sorry",
+    "apologize",
+    "apologise",
+    "apologies",
+    "apologizing",
+    "apologising",
+];
+
+/// Refusal phrases (lower case; `'` also matches U+2019).
+pub const REFUSAL_PHRASES: [&str; 14] = [
+    "i can't",
+    "i cannot",
+    "i can not",
+    "i won't",
+    "i will not",
+    "i'm not able to",
+    "i am not able to",
+    "i'm unable to",
+    "i am unable to",
+    "i'm not comfortable",
+    "i am not comfortable",
+    "i don't feel comfortable",
+    "as an ai",
+    "i must decline",
+];
+
+const CHARS: usize = 0;
+const WORDS: usize = 1;
+const HEADERS: usize = 2;
+const ORDERED: usize = 3;
+const UNORDERED: usize = 4;
+const BOLD: usize = 5;
+const CODE_BLOCKS: usize = 6;
+const TABLE_ROWS: usize = 7;
+const LINKS: usize = 8;
+const EMOJIS: usize = 9;
+const APOLOGIES: usize = 10;
+const REFUSALS: usize = 11;
+
+/// Rows handled by one rayon task.
+const ROWS_PER_TASK: usize = 64;
+
+/// Features of many texts stored as Arrow large-string buffers.
+///
+/// `offsets` has `n + 1` entries (row `i` is `data[offsets[i]..offsets[i+1]]`;
+/// an empty slice means zero rows); the result is row-major `n x 12`, columns
+/// in [`FEATURE_NAMES`] order. Rows run in parallel on the current rayon pool.
+///
+/// # Errors
+/// `InvalidInput` naming the row for offsets that are negative, decreasing or
+/// past the end of `data`, for a row longer than `u32::MAX` bytes, and for a
+/// row that is not valid UTF-8 (the lowest such row is reported).
+pub fn text_features(offsets: &[i64], data: &[u8]) -> Result<Vec<u32>> {
+    let n = validate_offsets(offsets, data.len())?;
+    let mut out = vec![0u32; n * N_FEATURES];
+    let first_error = out
+        .par_chunks_mut(ROWS_PER_TASK * N_FEATURES)
+        .enumerate()
+        .filter_map(|(task, chunk)| fill_rows(task * ROWS_PER_TASK, chunk, offsets, data).err())
+        .min_by_key(|(row, _)| *row);
+    match first_error {
+        Some((_, message)) => Err(invalid!("{message}")),
+        None => Ok(out),
+    }
+}
+
+/// [`text_features`] on a dedicated pool of `n_threads` threads, or on the
+/// current rayon pool when `None`.
+///
+/// # Errors
+/// As [`text_features`]; also `InvalidInput` for `Some(0)` or a pool that
+/// cannot be started.
+pub fn text_features_with_threads(
+    offsets: &[i64],
+    data: &[u8],
+    n_threads: Option<usize>,
+) -> Result<Vec<u32>> {
+    let Some(k) = n_threads else {
+        return text_features(offsets, data);
+    };
+    if k == 0 {
+        return Err(invalid!("n_threads must be at least 1, got 0"));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(k)
+        .build()
+        .map_err(|e| invalid!("cannot start a pool of {k} threads: {e}"))?;
+    pool.install(|| text_features(offsets, data))
+}
+
+/// Features of one text, in [`FEATURE_NAMES`] order (texts of at most
+/// `u32::MAX` bytes, as [`text_features`] checks).
+#[must_use]
+pub fn features_of(text: &str) -> [u32; N_FEATURES] {
+    let mut counts = [0u32; N_FEATURES];
+    whole_text_counts(text, &mut counts);
+    let present = Present::of(text.as_bytes());
+    let mut fence = None;
+    for raw in text.split('\n') {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        line_counts(line, &mut fence, present, &mut counts);
+    }
+    counts
+}
+
+/// Checks the offsets and returns the number of rows.
+fn validate_offsets(offsets: &[i64], data_len: usize) -> Result<usize> {
+    let Some(&first) = offsets.first() else {
+        return Ok(0);
+    };
+    if first < 0 {
+        return Err(invalid!("offsets: row 0 starts at {first}, below 0"));
+    }
+    for (row, pair) in offsets.windows(2).enumerate() {
+        let (start, end) = (pair[0], pair[1]);
+        if end < start {
+            return Err(invalid!(
+                "offsets: row {row} ends at {end}, before its start {start} (offsets must not decrease)"
+            ));
+        }
+        if usize::try_from(end).map_or(true, |e| e > data_len) {
+            return Err(invalid!(
+                "offsets: row {row} ends at {end}, past the end of data ({data_len} bytes)"
+            ));
+        }
+        if end - start > i64::from(u32::MAX) {
+            return Err(invalid!(
+                "row {row}: {} bytes, more than the {} a row may hold",
+                end - start,
+                u32::MAX
+            ));
+        }
+    }
+    Ok(offsets.len() - 1)
+}
+
+/// Fills `chunk` with the features of rows `first..first + chunk.len() / 12`.
+/// Offsets were validated, so the casts and slices cannot fail.
+fn fill_rows(
+    first: usize,
+    chunk: &mut [u32],
+    offsets: &[i64],
+    data: &[u8],
+) -> std::result::Result<(), (usize, String)> {
+    for (k, out) in chunk.chunks_exact_mut(N_FEATURES).enumerate() {
+        let row = first + k;
+        let start = usize::try_from(offsets[row]).unwrap_or(0);
+        let end = usize::try_from(offsets[row + 1]).unwrap_or(0);
+        let bytes = data.get(start..end).unwrap_or_default();
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let at = e.valid_up_to();
+            (
+                row,
+                format!("row {row}: invalid UTF-8 at byte {at} of the text"),
+            )
+        })?;
+        out.copy_from_slice(&features_of(text));
+    }
+    Ok(())
+}
+
+/// Open code fence: its character and length.
+#[derive(Clone, Copy)]
+struct Fence {
+    ch: u8,
+    len: usize,
+}
+
+/// Which rare markers a text holds at all: its lines skip the scanners whose
+/// marker is absent (one SIMD search per text instead of one per line).
+#[derive(Clone, Copy)]
+struct Present {
+    stars: bool,
+    underscores: bool,
+    links: bool,
+}
+
+impl Present {
+    fn of(b: &[u8]) -> Self {
+        Self {
+            stars: memmem::find(b, b"**").is_some(),
+            underscores: memmem::find(b, b"__").is_some(),
+            links: memchr(b'[', b).is_some() || URL_SEPARATOR.find(b).is_some(),
+        }
+    }
+}
+
+/// Byte classes of the whole-text scan.
+const WS: u8 = 1;
+const ALNUM: u8 = 2;
+/// `a`, `i`, `s` in either case: the first letters of the phrases.
+const FIRST: u8 = 4;
+/// Lead byte of a multi-byte character: decoded on the slow path.
+const MULTI: u8 = 8;
+
+const fn byte_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut x = 0;
+    while x < 256 {
+        let b = x as u8;
+        t[x] = if b == b' ' || (b >= b'\t' && b <= b'\r') {
+            WS
+        } else if b.is_ascii_alphanumeric() {
+            ALNUM
+                | if matches!(b | 0x20, b'a' | b'i' | b's') {
+                    FIRST
+                } else {
+                    0
+                }
+        } else if b >= 0xC0 {
+            MULTI
+        } else {
+            0
+        };
+        x += 1;
+    }
+    t
+}
+
+static CLASSES: [u8; 256] = byte_classes();
+
+/// Characters, words, emojis and phrases: over the whole text, code included.
+///
+/// One loop over the bytes with a 256-entry class table: an ASCII byte costs
+/// a lookup and a few branch-free updates; a multi-byte character is decoded
+/// (whitespace and emoji tests); a phrase first letter after a
+/// non-alphanumeric byte tries the phrase lists.
+fn whole_text_counts(text: &str, c: &mut [u32; N_FEATURES]) {
+    let mut scan = WholeText::default();
+    let b = text.as_bytes();
+    let mut prev = WS; // the text start acts as whitespace, not alphanumeric
+    let mut i = 0;
+    while i < b.len() {
+        let class = CLASSES[usize::from(b[i])];
+        if class & MULTI != 0 {
+            let Some(ch) = char_at(text, i) else { break }; // unreachable
+            let ws = ch.is_whitespace();
+            scan.words += u32::from(!ws && prev & WS != 0);
+            scan.emojis += u32::from(is_emoji(ch));
+            scan.chars += 1;
+            prev = if ws { WS } else { 0 };
+            i += ch.len_utf8();
+            continue;
+        }
+        if class & FIRST != 0 && prev & ALNUM == 0 {
+            scan.phrases_at(b, i);
+        }
+        scan.words += u32::from(class & WS == 0 && prev & WS != 0);
+        scan.chars += 1;
+        prev = class;
+        i += 1;
+    }
+    c[CHARS] = scan.chars;
+    c[WORDS] = scan.words;
+    c[EMOJIS] = scan.emojis;
+    c[APOLOGIES] = scan.apologies;
+    c[REFUSALS] = scan.refusals;
+}
+
+#[derive(Default)]
+struct WholeText {
+    chars: u32,
+    words: u32,
+    emojis: u32,
+    apologies: u32,
+    refusals: u32,
+    /// Each phrase list is scanned on its own: no match before these.
+    resume_apology: usize,
+    resume_refusal: usize,
+}
+
+impl WholeText {
+    /// Tries both phrase lists at byte `i`, a letter after a boundary.
+    fn phrases_at(&mut self, b: &[u8], i: usize) {
+        if i >= self.resume_apology {
+            if let Some(end) = first_phrase_at(b, i, &APOLOGY_PHRASES) {
+                self.apologies += 1;
+                self.resume_apology = end;
+            }
+        }
+        if i >= self.resume_refusal {
+            if let Some(end) = first_phrase_at(b, i, &REFUSAL_PHRASES) {
+                self.refusals += 1;
+                self.resume_refusal = end;
+            }
+        }
+    }
+}
+
+/// The fence state machine, then the markdown rules outside code.
+fn line_counts(line: &str, fence: &mut Option<Fence>, present: Present, c: &mut [u32; N_FEATURES]) {
+    let b = line.as_bytes();
+    if let Some(f) = *fence {
+        if closes_fence(b, f) {
+            *fence = None;
+        }
+        return;
+    }
+    if let Some(f) = opening_fence(b) {
+        *fence = Some(f);
+        c[CODE_BLOCKS] += 1;
+        return;
+    }
+    c[HEADERS] += u32::from(is_header(b));
+    c[ORDERED] += u32::from(is_ordered_item(line));
+    c[UNORDERED] += u32::from(is_unordered_item(line) && !is_thematic_break(b));
+    c[TABLE_ROWS] += u32::from(is_table_row(line));
+    if present.stars {
+        c[BOLD] += count_bold(line, b'*');
+    }
+    if present.underscores {
+        c[BOLD] += count_bold(line, b'_');
+    }
+    if present.links {
+        c[LINKS] += count_links(line);
+    }
+}
+
+/// Length of the run of `ch` starting at byte `i`.
+fn run(b: &[u8], i: usize, ch: u8) -> usize {
+    b.get(i..)
+        .map_or(0, |s| s.iter().take_while(|&&x| x == ch).count())
+}
+
+/// Length of the run of spaces and tabs starting at byte `i`.
+fn blanks(b: &[u8], i: usize) -> usize {
+    b.get(i..).map_or(0, |s| {
+        s.iter().take_while(|&&x| x == b' ' || x == b'\t').count()
+    })
+}
+
+/// The code point starting at byte `i`, if `i` is a char boundary.
+fn char_at(s: &str, i: usize) -> Option<char> {
+    s.get(i..).and_then(|t| t.chars().next())
+}
+
+fn is_non_ws_at(s: &str, i: usize) -> bool {
+    char_at(s, i).is_some_and(|ch| !ch.is_whitespace())
+}
+
+/// `` ^ {0,3}(`{3,}|~{3,}) ``: the fence character and full fence length.
+fn opening_fence(b: &[u8]) -> Option<Fence> {
+    let sp = run(b, 0, b' ');
+    let ch = *b.get(sp)?;
+    let len = run(b, sp, ch);
+    (sp <= 3 && (ch == b'`' || ch == b'~') && len >= 3).then_some(Fence { ch, len })
+}
+
+/// `^ {0,3}C{n,}[ \t]*$` for the open fence's character C and length n.
+fn closes_fence(b: &[u8], f: Fence) -> bool {
+    let sp = run(b, 0, b' ');
+    let len = run(b, sp, f.ch);
+    sp <= 3 && len >= f.len && sp + len + blanks(b, sp + len) == b.len()
+}
+
+/// `^ {0,3}#{1,6}([ \t]|$)`.
+fn is_header(b: &[u8]) -> bool {
+    let sp = run(b, 0, b' ');
+    let h = run(b, sp, b'#');
+    sp <= 3 && (1..=6).contains(&h) && matches!(b.get(sp + h), None | Some(b' ' | b'\t'))
+}
+
+/// `^[ \t]*[0-9]{1,9}[.)][ \t]+\S`.
+fn is_ordered_item(line: &str) -> bool {
+    let b = line.as_bytes();
+    let i = blanks(b, 0);
+    let d = b[i..].iter().take_while(|x| x.is_ascii_digit()).count();
+    let j = i + d;
+    let gap = blanks(b, j + 1);
+    (1..=9).contains(&d)
+        && matches!(b.get(j), Some(b'.' | b')'))
+        && gap > 0
+        && is_non_ws_at(line, j + 1 + gap)
+}
+
+/// `^[ \t]*[-*+][ \t]+\S` (thematic breaks are excluded by the caller).
+fn is_unordered_item(line: &str) -> bool {
+    let b = line.as_bytes();
+    let i = blanks(b, 0);
+    let gap = blanks(b, i + 1);
+    matches!(b.get(i), Some(b'-' | b'*' | b'+')) && gap > 0 && is_non_ws_at(line, i + 1 + gap)
+}
+
+/// `^ {0,3}([-*_])([ \t]*\1){2,}[ \t]*$`: three or more of one marker, with
+/// only spaces and tabs between and after them.
+#[allow(clippy::naive_bytecount)] // one short line: not worth a crate
+fn is_thematic_break(b: &[u8]) -> bool {
+    let sp = run(b, 0, b' ');
+    let Some(&m) = b.get(sp) else {
+        return false;
+    };
+    let rest = &b[sp..];
+    sp <= 3
+        && matches!(m, b'-' | b'*' | b'_')
+        && rest.iter().all(|&x| x == m || x == b' ' || x == b'\t')
+        && rest.iter().filter(|&&x| x == m).count() >= 3
+}
+
+/// Non-overlapping leftmost matches of `MM(?=\S).+?(?<=\S)MM` (M = `m`).
+fn count_bold(line: &str, m: u8) -> u32 {
+    let mut count = 0;
+    let mut pos = 0;
+    while let Some((open, first)) = find_bold_opener(line, pos, m) {
+        // The content holds at least its first code point.
+        let Some(close) = find_bold_closer(line, open + 2 + first.len_utf8(), m) else {
+            break;
+        };
+        count += 1;
+        pos = close + 2;
+    }
+    count
+}
+
+/// First `MM` at or after `pos` followed by a non-whitespace code point.
+fn find_bold_opener(line: &str, pos: usize, m: u8) -> Option<(usize, char)> {
+    let b = line.as_bytes();
+    let mut i = pos;
+    while let Some(at) = memchr(m, b.get(i..)?).map(|p| p + i) {
+        if b.get(at + 1) == Some(&m) {
+            if let Some(ch) = char_at(line, at + 2).filter(|c| !c.is_whitespace()) {
+                return Some((at, ch));
+            }
+        }
+        i = at + 1;
+    }
+    None
+}
+
+/// First `MM` at or after `from` preceded by a non-whitespace code point.
+fn find_bold_closer(line: &str, from: usize, m: u8) -> Option<usize> {
+    let b = line.as_bytes();
+    let mut j = from;
+    while let Some(at) = memchr(m, b.get(j..)?).map(|p| p + j) {
+        if b.get(at + 1) == Some(&m) {
+            let before = line.get(..at).and_then(|s| s.chars().next_back());
+            if before.is_some_and(|c| !c.is_whitespace()) {
+                return Some(at);
+            }
+        }
+        j = at + 1;
+    }
+    None
+}
+
+/// Stripped line starts and ends with `|`, has two or more code points and
+/// is not a delimiter row (only `|:-` spaces and tabs, with a `-`).
+fn is_table_row(line: &str) -> bool {
+    let s = line.trim().as_bytes();
+    let delimiter = s.iter().all(|x| b"|:- \t".contains(x)) && s.contains(&b'-');
+    s.len() >= 2 && s[0] == b'|' && s[s.len() - 1] == b'|' && !delimiter
+}
+
+/// Inline links `\[[^\[\]\n]*\]\([^()\s]*\)` plus `http://` / `https://`
+/// occurrences outside them. An occurrence is wholly inside or outside a
+/// link (it holds no `[` or `)`), so those inside are counted per link and
+/// subtracted from the line total.
+fn count_links(line: &str) -> u32 {
+    let b = line.as_bytes();
+    let (mut links, mut urls_inside) = (0, 0);
+    let mut i = 0;
+    while let Some(k) = memchr(b'[', &b[i..]).map(|p| p + i) {
+        match link_end(line, k) {
+            Some(end) => {
+                links += 1;
+                urls_inside += count_urls(&b[k..end]);
+                i = end;
+            }
+            None => i = k + 1,
+        }
+    }
+    links + count_urls(b) - urls_inside
+}
+
+/// End (exclusive) of the inline link starting with the `[` at byte `k`.
+fn link_end(line: &str, k: usize) -> Option<usize> {
+    let b = line.as_bytes();
+    let close = k + 1 + memchr2(b'[', b']', &b[k + 1..])?;
+    if b[close] != b']' || b.get(close + 1) != Some(&b'(') {
+        return None;
+    }
+    let mut j = close + 2;
+    loop {
+        match char_at(line, j)? {
+            ')' => return Some(j + 1),
+            '(' => return None,
+            ch if ch.is_whitespace() => return None,
+            ch => j += ch.len_utf8(),
+        }
+    }
+}
+
+static URL_SEPARATOR: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new("://"));
+
+/// Occurrences of `http://` or `https://`: each `://` preceded by `http` or
+/// `https` is one (the two cannot share a `://`).
+fn count_urls(b: &[u8]) -> u32 {
+    let is_url = |&p: &usize| b[..p].ends_with(b"http") || b[..p].ends_with(b"https");
+    let n = URL_SEPARATOR.find_iter(b).filter(is_url).count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Pictographic blocks listed in the docs, skin-tone modifiers excluded.
+fn is_emoji(ch: char) -> bool {
+    matches!(u32::from(ch),
+        0x1F300..=0x1F3FA | 0x1F400..=0x1F64F | 0x1F680..=0x1F6FF
+        | 0x1F900..=0x1F9FF | 0x1FA70..=0x1FAFF | 0x2600..=0x27BF)
+}
+
+/// End of the first phrase of `phrases` (in list order) that matches at
+/// byte `i` and ends before a non-alphanumeric character or the text end.
+fn first_phrase_at(b: &[u8], i: usize, phrases: &[&str]) -> Option<usize> {
+    let first = b[i].to_ascii_lowercase();
+    phrases
+        .iter()
+        .filter(|p| p.as_bytes()[0] == first)
+        .find_map(|p| match_phrase(b, i, p.as_bytes()))
+}
+
+/// End of `phrase` matched at byte `i` (ASCII case folded, `'` also as
+/// U+2019), if the byte after it is no ASCII letter or digit (a non-ASCII
+/// byte never is one, so a byte test suffices).
+fn match_phrase(b: &[u8], i: usize, phrase: &[u8]) -> Option<usize> {
+    const RIGHT_QUOTE: &[u8] = "\u{2019}".as_bytes();
+    let mut j = i;
+    for &p in phrase {
+        let here = b.get(j..).unwrap_or_default();
+        j += if p == b'\'' && here.starts_with(RIGHT_QUOTE) {
+            RIGHT_QUOTE.len()
+        } else if here.first().is_some_and(|x| x.to_ascii_lowercase() == p) {
+            1
+        } else {
+            return None;
+        };
+    }
+    let boundary_after = b.get(j).is_none_or(|x| !x.is_ascii_alphanumeric());
+    boundary_after.then_some(j)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feature(text: &str, name: &str) -> u32 {
+        let k = FEATURE_NAMES.iter().position(|&n| n == name).unwrap();
+        features_of(text)[k]
+    }
+
+    #[test]
+    fn chars_count_code_points_and_newlines() {
+        assert_eq!(feature("", "chars"), 0);
+        assert_eq!(feature("héllo\n", "chars"), 6);
+        assert_eq!(feature("a\r\nb", "chars"), 4);
+        assert_eq!(feature("👍🏽", "chars"), 2);
+    }
+
+    #[test]
+    fn words_split_on_unicode_white_space_only() {
+        assert_eq!(feature("  two\twords\n", "words"), 2);
+        assert_eq!(feature("a\u{00A0}b\u{3000}c", "words"), 3);
+        // Information separators are not White_Space: one word.
+        assert_eq!(feature("a\u{1C}b\u{1F}c", "words"), 1);
+        assert_eq!(feature(" \n\r\t ", "words"), 0);
+    }
+
+    #[test]
+    fn headers_need_one_to_six_hashes_and_a_gap() {
+        let text = "# a\n   ## b\n    # c\n####### d\n#e\n###\n###### f\r\n";
+        assert_eq!(feature(text, "headers"), 4);
+    }
+
+    #[test]
+    fn ordered_items_need_digits_marker_gap_and_text() {
+        let text = "1. a\n  12) b\n1234567890. c\n1.d\n1. \n\t3.\tx\n٣. arabic\n";
+        assert_eq!(feature(text, "ordered_items"), 3);
+    }
+
+    #[test]
+    fn unordered_items_exclude_thematic_breaks() {
+        let text = "- a\n * b\n+\tc\n-a\n- \n- - -\n* * *\n    - - -\n_ x\n";
+        // "    - - -" has four spaces: no thematic break, so an item.
+        assert_eq!(feature(text, "unordered_items"), 4);
+    }
+
+    #[test]
+    fn thematic_break_rule() {
+        assert!(is_thematic_break(b"---"));
+        assert!(is_thematic_break(b"   _ _\t_  "));
+        assert!(!is_thematic_break(b"- -"));
+        assert!(!is_thematic_break(b"-*-"));
+        assert!(!is_thematic_break(b"    ***"));
+    }
+
+    #[test]
+    fn bold_is_leftmost_lazy_per_marker() {
+        assert_eq!(feature("**a** and **b c**", "bold"), 2);
+        assert_eq!(feature("** a** **b **", "bold"), 0);
+        assert_eq!(feature("****", "bold"), 0);
+        assert_eq!(feature("*****", "bold"), 1);
+        assert_eq!(feature("***a**", "bold"), 1);
+        assert_eq!(feature("**a**b**", "bold"), 1);
+        assert_eq!(feature("__x__ **y** __z", "bold"), 2);
+        assert_eq!(feature("**a\n**", "bold"), 0);
+        assert_eq!(feature("**é**", "bold"), 1);
+        assert_eq!(feature("**a\u{3000}**", "bold"), 0);
+    }
+
+    #[test]
+    fn bold_scan_is_linear_on_many_openers() {
+        let text = "**a ".repeat(100_000);
+        assert_eq!(feature(&text, "bold"), 0);
+    }
+
+    #[test]
+    fn code_blocks_and_code_skipping() {
+        let text = "```py\n# no\n- no\n````\n# yes\n~~~~\n~~~\n```\n~~~~ \n## yes\n```";
+        let f = features_of(text);
+        assert_eq!(f[CODE_BLOCKS], 3);
+        assert_eq!(f[HEADERS], 2);
+        assert_eq!(f[UNORDERED], 0);
+        // The unclosed fence hides the rest of the text.
+        assert_eq!(feature("```\n# a\n**b**", "headers"), 0);
+        assert_eq!(feature("    ```\n# a", "code_blocks"), 0);
+        assert_eq!(feature("``\n# a", "headers"), 1);
+    }
+
+    #[test]
+    fn table_rows_skip_delimiters() {
+        let text = "| a | b |\n|---|:-:|\n  |x|  \n|\n||\n| - |\n|: :|\n";
+        // "||" and "|: :|" (no dash) count; "|" is too short.
+        assert_eq!(feature(text, "table_rows"), 4);
+    }
+
+    #[test]
+    fn links_inline_and_bare() {
+        assert_eq!(feature("[a](http://x.y) and https://z", "links"), 2);
+        assert_eq!(feature("[a] (b) [c](d e) [[f](g)", "links"), 1);
+        assert_eq!(feature("http://a http://b HTTP://c", "links"), 2);
+        assert_eq!(feature("[x](https://a)https://b", "links"), 2);
+        assert_eq!(feature("[](()", "links"), 0);
+        assert_eq!(feature("[](\u{3000})", "links"), 0);
+    }
+
+    #[test]
+    fn emojis_count_pictographs_not_modifiers() {
+        assert_eq!(feature("hi 😀👍🏽☀✂", "emojis"), 4);
+        // Family ZWJ sequence: three pictographs, the joiners do not count.
+        assert_eq!(feature("👨\u{200D}👩\u{200D}👧", "emojis"), 3);
+        assert_eq!(feature("🇫🇷 ©", "emojis"), 0);
+    }
+
+    #[test]
+    fn phrases_respect_boundaries_and_ascii_case() {
+        assert_eq!(
+            feature("Sorry, SORRY! unsorry sorry2 _sorry_", "apologies"),
+            3
+        );
+        assert_eq!(
+            feature("I apologise; apologies. apologizing", "apologies"),
+            3
+        );
+        assert_eq!(feature("I can\u{2019}t. i CANNOT. hi can't", "refusals"), 2);
+        assert_eq!(feature("As an AI, I must decline.", "refusals"), 2);
+        assert_eq!(feature("as an aim", "refusals"), 0);
+        // Kelvin sign and long s do not fold to ASCII letters.
+        assert_eq!(feature("\u{17F}orry", "apologies"), 0);
+        assert_eq!(feature("ésorry", "apologies"), 1);
+    }
+
+    #[test]
+    fn batch_matches_single_texts_and_names_bad_rows() {
+        let texts = ["# a", "", "sorry 😀", "| x |"];
+        let mut offsets = vec![0i64];
+        let mut data = Vec::new();
+        for t in texts {
+            data.extend_from_slice(t.as_bytes());
+            offsets.push(i64::try_from(data.len()).unwrap());
+        }
+        let out = text_features(&offsets, &data).unwrap();
+        for (row, t) in texts.iter().enumerate() {
+            assert_eq!(
+                out[row * N_FEATURES..(row + 1) * N_FEATURES],
+                features_of(t)
+            );
+        }
+        assert_eq!(
+            text_features_with_threads(&offsets, &data, Some(2)).unwrap(),
+            out
+        );
+        assert!(text_features(&[], &data).unwrap().is_empty());
+        let err = |o: &[i64], d: &[u8]| text_features(o, d).unwrap_err().to_string();
+        assert!(err(&[0, 3, 2], &data).contains("row 1"));
+        assert!(err(&[-1, 2], &data).contains("row 0"));
+        assert!(err(&[0, 1, 99], &data).contains("row 1"));
+        assert!(err(&[0, 1, 2, 3], b"ab\xff").contains("row 2: invalid UTF-8"));
+        assert!(text_features_with_threads(&offsets, &data, Some(0)).is_err());
+    }
+}

@@ -10,6 +10,7 @@ mod bt;
 mod err;
 mod kl;
 mod logistic;
+mod pairs;
 mod text;
 
 #[pymodule]
@@ -17,6 +18,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     text::register(m)?;
     logistic::register(m)?;
+    pairs::register(m)?;
     bt::register(m)?;
     kl::register(m)?;
     Ok(())

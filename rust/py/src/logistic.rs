@@ -1,7 +1,155 @@
-//! Bindings of `rlhf_diag_core::logistic` (placeholder until that work lands).
+//! Bindings of `rlhf_diag_core::logistic`: conversions only. The feature
+//! matrix may be float64 or float32; either is read in place.
 
+use numpy::{
+    IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use rlhf_diag_core::logistic::{self, FitOptions, LogisticFit};
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
-    Ok(())
+use crate::err::to_py;
+
+/// A C-contiguous 2-D feature matrix of either precision.
+enum Matrix<'py> {
+    F64(PyReadonlyArray2<'py, f64>),
+    F32(PyReadonlyArray2<'py, f32>),
+}
+
+fn matrix<'py>(x: &Bound<'py, PyAny>) -> PyResult<Matrix<'py>> {
+    if let Ok(a) = x.extract::<PyReadonlyArray2<'py, f64>>() {
+        return Ok(Matrix::F64(a));
+    }
+    if let Ok(a) = x.extract::<PyReadonlyArray2<'py, f32>>() {
+        return Ok(Matrix::F32(a));
+    }
+    Err(PyTypeError::new_err(
+        "x must be a 2-D float64 or float32 numpy array",
+    ))
+}
+
+/// The matrix as (row-major slice, rows, columns).
+fn parts<'a, T: numpy::Element>(
+    a: &'a PyReadonlyArray2<'_, T>,
+) -> PyResult<(&'a [T], usize, usize)> {
+    let shape = a.shape();
+    Ok((a.as_slice()?, shape[0], shape[1]))
+}
+
+fn options(l2: f64, unpenalized: Option<Vec<bool>>, tol: f64, max_iter: usize) -> FitOptions {
+    FitOptions {
+        l2,
+        unpenalized,
+        tol,
+        max_iter,
+    }
+}
+
+/// Fit the logistic model; returns a dict of arrays and status fields.
+#[pyfunction]
+#[pyo3(signature = (x, y, w=None, l2=0.0, unpenalized=None, tol=1e-8, max_iter=100))]
+#[allow(clippy::too_many_arguments)]
+fn fit_logistic<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    y: PyReadonlyArray1<'py, f64>,
+    w: Option<PyReadonlyArray1<'py, f64>>,
+    l2: f64,
+    unpenalized: Option<Vec<bool>>,
+    tol: f64,
+    max_iter: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let x = matrix(x)?;
+    let (y, w) = (y.as_slice()?, w.as_ref().map(|a| a.as_slice()).transpose()?);
+    let opts = options(l2, unpenalized, tol, max_iter);
+    let fitted = match &x {
+        Matrix::F64(a) => {
+            let (s, n, p) = parts(a)?;
+            py.detach(|| logistic::fit(s, n, p, y, w, &opts))
+        }
+        Matrix::F32(a) => {
+            let (s, n, p) = parts(a)?;
+            py.detach(|| logistic::fit(s, n, p, y, w, &opts))
+        }
+    }
+    .map_err(to_py)?;
+    fit_dict(py, fitted)
+}
+
+fn fit_dict(py: Python<'_>, f: LogisticFit) -> PyResult<Bound<'_, PyDict>> {
+    let p = f.coef.len();
+    let d = PyDict::new(py);
+    d.set_item("coef", f.coef.into_pyarray(py))?;
+    d.set_item("se", f.se.map(|v| v.into_pyarray(py)))?;
+    let cov = f
+        .cov
+        .map(|c| c.into_pyarray(py).reshape([p, p]))
+        .transpose()?;
+    d.set_item("cov", cov)?;
+    d.set_item("n_iter", f.n_iter)?;
+    d.set_item("grad_norm", f.grad_norm)?;
+    d.set_item("converged", f.converged)?;
+    d.set_item("status", f.status.as_str())?;
+    d.set_item("nll", f.nll)?;
+    d.set_item("penalty", f.penalty)?;
+    d.set_item("separated_features", f.separated_features)?;
+    d.set_item(
+        "separating_direction",
+        f.separating_direction.map(|v| v.into_pyarray(py)),
+    )?;
+    d.set_item("ridge_steps", f.ridge_steps)?;
+    d.set_item("n_obs", f.n_obs)?;
+    d.set_item("total_weight", f.total_weight)?;
+    Ok(d)
+}
+
+/// k-fold cross-validation of the logistic fit; returns a dict.
+#[pyfunction]
+#[pyo3(signature = (x, y, w=None, k=5, seed=0, l2=0.0, unpenalized=None, tol=1e-8, max_iter=100))]
+#[allow(clippy::too_many_arguments)]
+fn kfold_logistic<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    y: PyReadonlyArray1<'py, f64>,
+    w: Option<PyReadonlyArray1<'py, f64>>,
+    k: usize,
+    seed: u64,
+    l2: f64,
+    unpenalized: Option<Vec<bool>>,
+    tol: f64,
+    max_iter: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let x = matrix(x)?;
+    let (y, w) = (y.as_slice()?, w.as_ref().map(|a| a.as_slice()).transpose()?);
+    let opts = options(l2, unpenalized, tol, max_iter);
+    let r = match &x {
+        Matrix::F64(a) => {
+            let (s, n, p) = parts(a)?;
+            py.detach(|| logistic::kfold(s, n, p, y, w, k, seed, &opts))
+        }
+        Matrix::F32(a) => {
+            let (s, n, p) = parts(a)?;
+            py.detach(|| logistic::kfold(s, n, p, y, w, k, seed, &opts))
+        }
+    }
+    .map_err(to_py)?;
+    let d = PyDict::new(py);
+    let folds: Vec<i64> = r.fold_of_row.iter().map(|&f| f as i64).collect();
+    d.set_item("fold_of_row", folds.into_pyarray(py))?;
+    d.set_item("accuracy", r.accuracy)?;
+    d.set_item("log_loss", r.log_loss)?;
+    d.set_item("fold_accuracy", r.fold_accuracy)?;
+    d.set_item("fold_log_loss", r.fold_log_loss)?;
+    d.set_item("fold_n", r.fold_n)?;
+    d.set_item("fold_weight", r.fold_weight)?;
+    let status: Vec<&str> = r.fold_status.iter().map(|s| s.as_str()).collect();
+    d.set_item("fold_status", status)?;
+    d.set_item("fold_separated", r.fold_separated)?;
+    Ok(d)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(fit_logistic, m)?)?;
+    m.add_function(wrap_pyfunction!(kfold_logistic, m)?)
 }
