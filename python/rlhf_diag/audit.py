@@ -41,7 +41,7 @@ RATIO_EDGES = (1.0, 1.25, 1.5, 2.0, 3.0, 5.0, np.inf)
 SEPARATION_L2 = 1.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class AuditResult:
     """Everything the audit found. ``to_dict()`` is the ``--json`` output;
     see ``docs/audit.md`` for every key."""
@@ -58,6 +58,12 @@ class AuditResult:
     quality: dict
     style_fit: dict
     warnings: list = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        ch = self.length["chars"]
+        return (f"AuditResult(source={self.source!r}, format={self.format!r}, "
+                f"n_pairs={self.n_pairs}, frac_chosen_longer="
+                f"{ch.get('frac_chosen_longer')}, warnings={len(self.warnings)})")
 
     def to_dict(self) -> dict:
         return {
@@ -236,10 +242,33 @@ def _style_fit(fc, fr, folds: int, seed: int) -> tuple[dict, list[str]]:
     out.update(iterations=int(fit.n_iter_), grad_norm=float(fit.grad_norm_),
                converged=bool(fit.converged_))
     if x.shape[0] >= folds:
-        cv = cross_validate_logistic(x, y, k=folds, random_state=seed, l2=l2)
-        out["cv"] = {"folds": folds, "seed": seed, "accuracy": cv["accuracy"],
-                     "log_loss": cv["log_loss"]}
+        out["cv"] = _cross_validate(x, y, kept, folds, seed, l2, notes)
     return out, notes
+
+
+def _cross_validate(x, y, names, folds, seed, l2, notes) -> dict:
+    """k-fold held-out accuracy and log-loss of the style fit. A training fold
+    can be separable when the whole set is not (a rare feature lands in one
+    fold): those folds are refitted with the stated L2 penalty, and a warning
+    says so."""
+
+    def run(penalty):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SeparationWarning)
+            return cross_validate_logistic(x, y, k=folds, random_state=seed, l2=penalty,
+                                           feature_names=names)
+
+    cv = run(l2)
+    if cv["refused_reason"] and l2 == 0.0:
+        notes.append((SeparationWarning, f"style fit cross-validation: {cv['refused_reason']}"
+                      f"; held-out figures use an L2 penalty of {SEPARATION_L2}"))
+        l2 = SEPARATION_L2
+        cv = run(l2)
+    out = {"folds": folds, "seed": seed, "l2": l2, "accuracy": cv["accuracy"],
+           "log_loss": cv["log_loss"]}
+    if cv["accuracy"] is None:
+        out["undefined"] = cv["refused_reason"]
+    return out
 
 
 def audit(

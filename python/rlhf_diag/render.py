@@ -79,9 +79,12 @@ def audit_tables(res) -> list:
         out.append(s)
         line = (f"iterations={sf['iterations']}  grad_norm={sf['grad_norm']:.1e}"
                 f"  L2={sf['penalty']['l2']}")
-        if "cv" in sf:
+        if "cv" in sf and sf["cv"]["accuracy"] is None:
+            line += f"  held-out figures refused: {sf['cv']['undefined']}"
+        elif "cv" in sf:
             line += (f"  {sf['cv']['folds']}-fold held-out accuracy="
-                     f"{sf['cv']['accuracy']:.3f}  log-loss={sf['cv']['log_loss']:.3f}")
+                     f"{sf['cv']['accuracy']:.3f}  log-loss={sf['cv']['log_loss']:.3f}"
+                     f" (CV L2={sf['cv']['l2']})")
         if sf["dropped_no_variation"]:
             line += f"  (no variation: {', '.join(sf['dropped_no_variation'])})"
         out.append(line)

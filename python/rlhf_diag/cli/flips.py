@@ -1,0 +1,70 @@
+"""``rlhf-diag flips``: answer flips under "Are you sure?" pushback, read from
+transcript files."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+NAME = "flips"
+HELP = "measure answer flips under pushback from transcripts (chat or flat format)"
+
+
+def add_arguments(p) -> None:
+    from rlhf_diag.sycophancy.flips import GROUPINGS
+
+    p.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="transcript files: JSONL (plain or .gz), JSON, CSV or Parquet",
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset label for rows without one (default: file name)",
+    )
+    p.add_argument("--model", default=None, help="model label for rows without one")
+    p.add_argument(
+        "--compare",
+        choices=GROUPINGS,
+        default=None,
+        help="compare flip rates between every pair of this grouping's "
+        "levels (McNemar on paired items, else two-proportion)",
+    )
+    p.add_argument(
+        "--show-unparsed",
+        type=int,
+        default=10,
+        metavar="N",
+        help="list the first N unparsed items (default 10; 0 for none)",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="write summary and per-item outcomes as JSON (keys in docs/sycophancy.md)",
+    )
+
+
+def run(args) -> int:
+    from rich.console import Console
+
+    from rlhf_diag.cli._progress import stage
+    from rlhf_diag.sycophancy._render import flips_tables
+    from rlhf_diag.sycophancy.flips import analyse_flips
+
+    with stage(f"reading and scoring {len(args.paths)} file(s)"):
+        res = analyse_flips(
+            args.paths, dataset=args.dataset, model=args.model, compare=args.compare
+        )
+    console = Console(width=max(260, Console().width))
+    for r in flips_tables(res, n_unparsed=args.show_unparsed):
+        console.print(r)
+    if args.json:
+        args.json.write_text(json.dumps(res.to_dict(), indent=2, default=str))
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0

@@ -1,0 +1,350 @@
+//! The bug-report cases and closed forms, on the core directly.
+
+#![allow(clippy::needless_range_loop)] // index loops read clearer in checks
+
+use super::*;
+
+const ELO: f64 = 400.0 / std::f64::consts::LN_10;
+
+fn counts(k: usize, rows: &[(u32, u32, u8)]) -> PairCounts {
+    let a: Vec<u32> = rows.iter().map(|r| r.0).collect();
+    let b: Vec<u32> = rows.iter().map(|r| r.1).collect();
+    let o: Vec<u8> = rows.iter().map(|r| r.2).collect();
+    PairCounts::from_battles(
+        k,
+        &Battles {
+            a: &a,
+            b: &b,
+            outcome: &o,
+            weight: None,
+        },
+    )
+    .unwrap()
+}
+
+fn fit_rows(k: usize, rows: &[(u32, u32, u8)], opts: &FitOptions) -> Fit {
+    fit(&counts(k, rows), opts).unwrap()
+}
+
+fn opts(ties: Ties) -> FitOptions {
+    FitOptions {
+        ties,
+        tol: 1e-13,
+        ..FitOptions::default()
+    }
+}
+
+fn rep(n: usize, row: (u32, u32, u8)) -> Vec<(u32, u32, u8)> {
+    vec![row; n]
+}
+
+#[test]
+fn balanced_cycle_with_bothbad_ties_is_flat() {
+    let rows = [
+        (0, 1, A_WINS),
+        (0, 1, TIE),
+        (1, 2, A_WINS),
+        (2, 0, TIE),
+        (0, 2, B_WINS),
+    ];
+    let f = fit_rows(3, &rows, &opts(Ties::Half));
+    assert!(f.converged);
+    for t in &f.theta {
+        assert!(t.abs() < 1e-12, "{:?}", f.theta);
+    }
+}
+
+#[test]
+fn every_row_model_a_is_flat() {
+    let f = fit_rows(2, &[(0, 1, A_WINS), (1, 0, A_WINS)], &opts(Ties::Half));
+    assert_eq!(f.standing, vec![Standing::Finite; 2]);
+    assert!(f.theta.iter().all(|t| t.abs() < 1e-12));
+}
+
+fn three_of_four() -> Vec<(u32, u32, u8)> {
+    let mut rows = Vec::new();
+    for (x, y) in [(0, 1), (1, 2), (0, 2)] {
+        rows.extend(rep(3, (x, y, A_WINS)));
+        rows.push((x, y, B_WINS));
+    }
+    rows
+}
+
+#[test]
+fn three_models_three_of_four() {
+    let f = fit_rows(3, &three_of_four(), &opts(Ties::Half));
+    let elo: Vec<f64> = f.theta.iter().map(|t| t * ELO).collect();
+    assert!(
+        (elo[0] - 131.384).abs() < 5e-4 && elo[1].abs() < 1e-9 && (elo[2] + 131.384).abs() < 5e-4,
+        "{elo:?}"
+    );
+    // Renamed (permuted indices), sides swapped with the winner flipped, rows reversed.
+    let perm = [2u32, 0, 1];
+    let moved: Vec<(u32, u32, u8)> = three_of_four()
+        .iter()
+        .rev()
+        .map(|&(a, b, o)| (perm[b as usize], perm[a as usize], 1 - o))
+        .collect();
+    let g = fit_rows(3, &moved, &opts(Ties::Half));
+    for u in 0..3 {
+        assert!((g.theta[perm[u] as usize] - f.theta[u]).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn never_winning_model_gets_no_number() {
+    // A beats B 2-1, A beats C 2-0, B beats C 2-0.
+    let mut rows = rep(2, (0, 1, A_WINS));
+    rows.push((0, 1, B_WINS));
+    rows.extend(rep(2, (0, 2, A_WINS)));
+    rows.extend(rep(2, (1, 2, A_WINS)));
+    let f = fit_rows(3, &rows, &opts(Ties::Half));
+    assert_eq!(f.never_win, vec![2]);
+    assert_eq!(
+        f.standing,
+        vec![Standing::Finite, Standing::Finite, Standing::MinusInf]
+    );
+    assert!((f.theta[0] - f.theta[1] - 2f64.ln()).abs() < 1e-12);
+    assert!(((f.theta[0] - f.theta[1]) * ELO - 120.41).abs() < 5e-3);
+    assert!(f.theta.iter().all(|t| t.is_finite()));
+    assert!(
+        (f.theta[0] + f.theta[1]).abs() < 1e-12,
+        "centred over the finite models"
+    );
+}
+
+#[test]
+fn chain_needs_the_prior() {
+    let rows: Vec<(u32, u32, u8)> = (0..14).map(|u| (u, u + 1, A_WINS)).collect();
+    let bare = fit_rows(15, &rows, &opts(Ties::Half));
+    assert_eq!(bare.block.iter().max(), Some(&14));
+    assert!(bare.standing[1..].iter().all(|s| *s == Standing::MinusInf));
+    let f = fit_rows(
+        15,
+        &rows,
+        &FitOptions {
+            alpha: 0.1,
+            ..opts(Ties::Half)
+        },
+    );
+    assert!(f.standing.iter().all(|s| *s == Standing::Finite));
+    assert!((f.theta[0] - 2.3827).abs() < 5e-5, "{}", f.theta[0]);
+    for u in 0..15 {
+        assert!((f.theta[u] + f.theta[14 - u]).abs() < 1e-10);
+    }
+}
+
+#[test]
+fn two_components_fit_alone() {
+    let mut rows = rep(5, (0, 1, A_WINS));
+    rows.extend(rep(3, (0, 1, B_WINS)));
+    rows.extend(rep(4, (2, 3, A_WINS)));
+    rows.extend(rep(2, (2, 3, B_WINS)));
+    let f = fit_rows(4, &rows, &opts(Ties::Half));
+    assert_eq!(f.component, vec![0, 0, 1, 1]);
+    assert!(((f.theta[0] - f.theta[1]) * ELO - 88.74).abs() < 5e-3);
+    assert!(((f.theta[2] - f.theta[3]) * ELO - 120.41).abs() < 5e-3);
+    let cov = f.cov.unwrap();
+    assert_eq!(cov[1], cov[4], "symmetric");
+    assert_eq!(cov[2], 0.0, "no covariance across components");
+}
+
+fn three_one_four() -> Vec<(u32, u32, u8)> {
+    let mut rows = rep(3, (0, 1, A_WINS));
+    rows.push((1, 0, A_WINS));
+    rows.extend(rep(4, (1, 0, TIE)));
+    rows
+}
+
+#[test]
+fn ties_models_on_one_pair() {
+    let d = |t: Ties| {
+        let f = fit_rows(2, &three_one_four(), &opts(t));
+        (f.theta[0] - f.theta[1], f)
+    };
+    let (dd, f) = d(Ties::Davidson);
+    assert!((dd - 3f64.ln()).abs() < 1e-11 && (dd * ELO - 190.85).abs() < 5e-3);
+    assert!((f.tie_param.unwrap() - 2.3094).abs() < 5e-5);
+    assert!((f.tie_param.unwrap() - 4.0 / 3f64.sqrt()).abs() < 1e-10);
+    // Delta method on the saturated multinomial: var(ln ν) = (2/3 + 2 + 2) / 8.
+    let se = f.tie_param_se.unwrap();
+    assert!(
+        (se - f.tie_param.unwrap() * (14.0f64 / 3.0 / 8.0).sqrt()).abs() < 1e-8,
+        "{se}"
+    );
+    let cov = f.cov.unwrap();
+    let var_d = cov[0] + cov[3] - 2.0 * cov[1];
+    assert!((var_d - (8.0 / 3.0 + 8.0) / 8.0).abs() < 1e-8, "{var_d}");
+    let (dh, _) = d(Ties::Half);
+    assert!((dh - (5.0f64 / 3.0).ln()).abs() < 1e-11 && (dh * ELO - 88.74).abs() < 5e-3);
+    let (dr, _) = d(Ties::Drop);
+    assert!((dr - 3f64.ln()).abs() < 1e-11);
+    // Rao-Kupper: σ(d − η) = 3/8 and σ(−d − η) = 1/8 solve to these.
+    let (dk, f) = d(Ties::RaoKupper);
+    assert!((dk - 0.5 * 4.2f64.ln()).abs() < 1e-10, "{dk}");
+    assert!((f.tie_param.unwrap() - (35.0f64 / 3.0).sqrt()).abs() < 1e-9);
+}
+
+#[test]
+fn hessian_errors_under_both_constraints() {
+    // A beats B 5-3: var(d) = 1 / (n p (1 - p)) with p = 5/8.
+    let mut rows = rep(5, (0, 1, A_WINS));
+    rows.extend(rep(3, (0, 1, B_WINS)));
+    let var_d = 1.0 / (8.0 * (5.0 / 8.0) * (3.0 / 8.0));
+    let f = fit_rows(2, &rows, &opts(Ties::Half));
+    let c = f.cov.unwrap();
+    assert!((c[0] - var_d / 4.0).abs() < 1e-10 && (c[1] + var_d / 4.0).abs() < 1e-10);
+    let g = fit_rows(
+        2,
+        &rows,
+        &FitOptions {
+            anchor: Some(1),
+            ..opts(Ties::Half)
+        },
+    );
+    let c = g.cov.unwrap();
+    assert_eq!(g.theta[1], 0.0);
+    assert!((c[0] - var_d).abs() < 1e-10 && c[3].abs() < 1e-14);
+}
+
+#[test]
+fn davidson_without_ties_sits_on_the_boundary() {
+    let f = fit_rows(
+        2,
+        &[(0, 1, A_WINS), (0, 1, A_WINS), (1, 0, A_WINS)],
+        &opts(Ties::Davidson),
+    );
+    assert!(f.tie_param_at_boundary);
+    assert_eq!(f.tie_param, Some(0.0));
+    assert!((f.theta[0] - f.theta[1] - 2f64.ln()).abs() < 1e-11);
+    let e = fit(&counts(2, &[(0, 1, TIE)]), &opts(Ties::Davidson)).unwrap_err();
+    assert!(e.to_string().contains("every battle is a tie"), "{e}");
+}
+
+#[test]
+fn bootstrap_is_thread_count_invariant() {
+    let mut rows = three_of_four();
+    rows.extend(three_one_four());
+    rows.extend(rep(2, (2, 1, TIE)));
+    let pc = counts(3, &rows);
+    for ties in [Ties::Half, Ties::Davidson] {
+        let o = opts(ties);
+        let f = fit(&pc, &o).unwrap();
+        let mut warm = f.theta.clone();
+        if let Some(t) = f.tie_param {
+            warm.push(t.ln());
+        }
+        let run = |t| {
+            let b = BootOptions {
+                rounds: 200,
+                seed: 42,
+                level: 0.95,
+                n_threads: Some(t),
+            };
+            bootstrap(&pc, &o, &warm, &b).unwrap()
+        };
+        let (one, three) = (run(1), run(3));
+        assert_eq!(
+            one.draws.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            three.draws.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        assert_eq!(one, three);
+        let other = bootstrap(
+            &pc,
+            &o,
+            &warm,
+            &BootOptions {
+                seed: 43,
+                ..BootOptions {
+                    rounds: 200,
+                    seed: 0,
+                    level: 0.95,
+                    n_threads: Some(2),
+                }
+            },
+        )
+        .unwrap();
+        assert_ne!(one.draws, other.draws);
+    }
+}
+
+/// A deterministic simulation: K models on a complete schedule, outcomes from
+/// a fixed pseudo-random stream, truth θ_u = (u - (K-1)/2) / K.
+fn simulated(k: u32, per_pair: u32) -> (PairCounts, Vec<f64>) {
+    let truth: Vec<f64> = (0..k)
+        .map(|u| (f64::from(u) - f64::from(k - 1) / 2.0) / f64::from(k))
+        .collect();
+    let mut rng = rng::Xoshiro256pp::for_round(9, 9);
+    let mut rows = Vec::new();
+    for i in 0..k {
+        for j in i + 1..k {
+            let p = 1.0 / (1.0 + (truth[j as usize] - truth[i as usize]).exp());
+            for _ in 0..per_pair {
+                rows.push((i, j, if rng.uniform() < p { A_WINS } else { B_WINS }));
+            }
+        }
+    }
+    (counts(k as usize, &rows), truth)
+}
+
+#[test]
+fn bootstrap_spread_matches_hessian_errors() {
+    let (pc, _) = simulated(8, 150);
+    let o = opts(Ties::Half);
+    let f = fit(&pc, &o).unwrap();
+    let b = bootstrap(
+        &pc,
+        &o,
+        &f.theta,
+        &BootOptions {
+            rounds: 800,
+            seed: 1,
+            level: 0.95,
+            n_threads: None,
+        },
+    )
+    .unwrap();
+    let cov = f.cov.unwrap();
+    for u in 0..8 {
+        let v: Vec<f64> = (0..800).map(|r| b.draws[r * 8 + u]).collect();
+        let mean = v.iter().sum::<f64>() / 800.0;
+        let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 799.0).sqrt();
+        let se = cov[u * 8 + u].sqrt();
+        assert!(
+            (sd / se - 1.0).abs() < 0.12,
+            "model {u}: bootstrap sd {sd}, Hessian se {se}"
+        );
+        assert!(b.ci_low[u] < f.theta[u] && f.theta[u] < b.ci_high[u]);
+        assert_eq!(b.n_degenerate[u], 0);
+    }
+}
+
+#[test]
+fn newton_matches_a_slow_reference() {
+    // Reference: plain MM (Zermelo) iterations to a tight fixed point.
+    let (pc, _) = simulated(6, 40);
+    let f = fit(&pc, &opts(Ties::Half)).unwrap();
+    let k = 6;
+    let mut pi = vec![1.0f64; k];
+    let (mut w, mut n) = (vec![0.0; k], vec![vec![0.0; k]; k]);
+    for c in &pc.cells {
+        let (i, j) = (c.i as usize, c.j as usize);
+        w[i] += c.w[0];
+        w[j] += c.w[1];
+        n[i][j] += c.w[0] + c.w[1];
+        n[j][i] += c.w[0] + c.w[1];
+    }
+    for _ in 0..20_000 {
+        for i in 0..k {
+            let den: f64 = (0..k)
+                .filter(|&j| j != i)
+                .map(|j| n[i][j] / (pi[i] + pi[j]))
+                .sum();
+            pi[i] = w[i] / den;
+        }
+    }
+    let mean = pi.iter().map(|p| p.ln()).sum::<f64>() / k as f64;
+    for u in 0..k {
+        assert!((pi[u].ln() - mean - f.theta[u]).abs() < 1e-9);
+    }
+}
