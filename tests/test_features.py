@@ -11,16 +11,14 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from rlhf_diag import _core, _reference
+from rlhf_diag._arrow import string_buffers
 from rlhf_diag._reference import polars_features, reference_features
 from rlhf_diag.exceptions import InputError
 from rlhf_diag.features import (
     APOLOGY_PHRASES,
     FEATURES,
     REFUSAL_PHRASES,
-    _buffers,
-    _to_large_string,
     text_features,
 )
 
@@ -77,6 +75,7 @@ def test_schema_and_constants():
 
 
 # Text built from the pieces the rules react to.
+# fmt: off
 PIECES = [
     "*", "**", "_", "__", "#", "##", "-", "+", "|", "[", "]", "(", ")", "](",
     "\n", "\r", "\r\n", "`", "```", "~", "~~~", "1", "12.", "3)", ".", ":",
@@ -86,10 +85,11 @@ PIECES = [
     "i can't", "I can\u2019t", "i cannot", "I won't", "As an AI", "i'm unable to",
     "i am not comfortable", "I don't feel comfortable", "i must decline",
 ]
+# fmt: on
 texts_strategy = st.lists(st.sampled_from(PIECES), max_size=40).map("".join)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(texts_strategy, min_size=1, max_size=8))
 def test_rust_agrees_with_reference(texts):
     assert rust_rows(texts) == reference_rows(texts)
@@ -101,10 +101,21 @@ def test_rust_agrees_with_reference_on_any_unicode(texts):
     assert rust_rows(texts) == reference_rows(texts)
 
 
+@pytest.mark.parametrize("pad", ["x", " ", "é"])
+def test_block_boundaries(pad):
+    # The core reads 64-byte ASCII blocks: slide phrases, words, emojis and
+    # multi-byte characters across every block boundary.
+    tail = " sorry I can\u2019t\u00a0go 😀 As an AI\u3000x"
+    texts = [pad * k + tail + " a" * k for k in range(140)]
+    rows = rust_rows(texts)
+    assert rows == reference_rows(texts)
+    assert {(r["apologies"], r["refusals"], r["emojis"]) for r in rows} == {(1, 2, 1)}
+
+
 NO_FENCE_PIECES = [p for p in PIECES if "`" not in p and "~" not in p]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.lists(
         st.lists(st.sampled_from(NO_FENCE_PIECES), max_size=40).map("".join),
@@ -138,6 +149,7 @@ TEXTS = ["# a", "", "**b** sorry", "| x |", "1. one\n2. two", "😀 https://x", 
         lambda t: pa.array(t, type=pa.string_view()),
         lambda t: pa.chunked_array([t[:3], t[3:]], type=pa.string()),
         lambda t: pl.Series(t[:2]).append(pl.Series(t[2:])),
+        lambda t: pl.Series(t, dtype=pl.Categorical),
     ],
 )
 def test_input_kinds_give_the_same_counts(make):
@@ -147,7 +159,7 @@ def test_input_kinds_give_the_same_counts(make):
 def test_sliced_arrow_array_is_read_in_place():
     arr = pa.array(TEXTS, type=pa.large_string()).slice(2, 4)
     assert arr.offset == 2
-    offsets, data = _buffers(_to_large_string(arr))
+    offsets, data = string_buffers(arr)
     assert offsets[0] == len("# a")  # not rebased: the core takes the offset
     assert data.ctypes.data == arr.buffers()[2].address  # a view, not a copy
     assert rust_rows(arr) == reference_rows(TEXTS[2:6])
@@ -161,6 +173,8 @@ def test_n_jobs():
     assert text_features(texts, n_jobs=-1).equals(default)
     with pytest.raises(InputError, match="n_jobs"):
         text_features(texts, n_jobs=0)
+    with pytest.raises(InputError, match="n_jobs"):
+        text_features(texts, n_jobs=1.5)
 
 
 def test_null_rows_are_refused_by_row():

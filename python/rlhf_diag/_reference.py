@@ -83,7 +83,17 @@ _EMOJI_RANGES = (
     (0x2600, 0x26FF),
     (0x2700, 0x27BF),
 )
-_SKIN_TONES = range(0x1F3FB, 0x1F400)
+_SKIN_TONES = (0x1F3FB, 0x1F3FF)
+# The ranges as one character class, with the skin-tone modifiers cut out.
+_EMOJI = re.compile(
+    "["
+    + "".join(
+        f"{chr(lo)}-{chr(hi)}"
+        for lo, hi in ((0x1F300, _SKIN_TONES[0] - 1), (_SKIN_TONES[1] + 1, 0x1F5FF))
+        + _EMOJI_RANGES[1:]
+    )
+    + "]"
+)
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -94,13 +104,6 @@ def _phrase_regex(phrases: tuple[str, ...]) -> re.Pattern[str]:
 
 _APOLOGY = _phrase_regex(APOLOGY_PHRASES)
 _REFUSAL = _phrase_regex(REFUSAL_PHRASES)
-
-
-def _is_emoji(ch: str) -> bool:
-    cp = ord(ch)
-    if cp in _SKIN_TONES:
-        return False
-    return any(lo <= cp <= hi for lo, hi in _EMOJI_RANGES)
 
 
 def _is_table_row(line: str) -> bool:
@@ -154,14 +157,14 @@ def reference_features(text: str) -> dict[str, int]:
     counts = dict.fromkeys(FEATURES, 0)
     counts["chars"] = len(text)
     counts["words"] = len(_WORD.findall(text))
-    counts["emojis"] = sum(_is_emoji(ch) for ch in text)
+    counts["emojis"] = len(_EMOJI.findall(text))
     folded = text.replace("\u2019", "'").translate(_ASCII_LOWER)
     counts["apologies"] = len(_APOLOGY.findall(folded))
     counts["refusals"] = len(_REFUSAL.findall(folded))
 
     fence: tuple[str, int] | None = None  # (character, length) of the open fence
     for raw in text.split("\n"):
-        line = raw[:-1] if raw.endswith("\r") else raw
+        line = raw.removesuffix("\r")
         if fence is not None:
             char, length = fence
             closing = rf" {{0,3}}{re.escape(char)}{{{length},}}[ \t]*"
@@ -182,9 +185,7 @@ def reference_features(text: str) -> dict[str, int]:
 # out per marker. `\S` and `\s` there already mean Unicode White_Space.
 _PL_BOLD_STARS = r"\*\*\S(?:.*?\S)??\*\*"
 _PL_BOLD_UNDERSCORES = r"__\S(?:.*?\S)??__"
-_PL_THEMATIC = (
-    r"^ {0,3}(?:-(?:[ \t]*-){2,}|\*(?:[ \t]*\*){2,}|_(?:[ \t]*_){2,})[ \t]*$"
-)
+_PL_THEMATIC = r"^ {0,3}(?:-(?:[ \t]*-){2,}|\*(?:[ \t]*\*){2,}|_(?:[ \t]*_){2,})[ \t]*$"
 _PL_LINK = r"\[[^\[\]\n]*\]\([^()\s]*\)"
 _PL_EMOJI = (
     r"[\x{1F300}-\x{1F3FA}\x{1F400}-\x{1F64F}\x{1F680}-\x{1F6FF}"

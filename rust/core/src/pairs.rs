@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::invalid;
+use crate::text::validate_offsets;
 
 /// Split points of one pair, in characters (Unicode code points) from each
 /// string's start, so that callers can slice with character-based string
@@ -28,30 +29,6 @@ pub struct Split {
     pub prompt_end: i64,
     pub naive_chosen: i64,
     pub naive_rejected: i64,
-}
-
-/// Check that `offsets` describes `n + 1` valid Arrow string offsets into
-/// `data`, naming the first bad row.
-pub fn check_offsets(name: &str, offsets: &[i64], data_len: usize) -> Result<usize> {
-    if offsets.is_empty() {
-        return Err(invalid!("{name}: offsets must hold n + 1 values, got none"));
-    }
-    let mut prev = offsets[0];
-    if prev < 0 {
-        return Err(invalid!("{name}: first offset {prev} is negative"));
-    }
-    for (row, &off) in offsets.iter().enumerate().skip(1) {
-        if off < prev {
-            return Err(invalid!("{name}: offsets decrease at row {}", row - 1));
-        }
-        prev = off;
-    }
-    if prev as usize > data_len {
-        return Err(invalid!(
-            "{name}: last offset {prev} is past the end of the data ({data_len} bytes)"
-        ));
-    }
-    Ok(offsets.len() - 1)
 }
 
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -90,8 +67,8 @@ pub fn split_dialogues(
     rejected_data: &[u8],
     marker: &[u8],
 ) -> Result<Vec<Split>> {
-    let n = check_offsets("chosen", chosen_offsets, chosen_data.len())?;
-    let m = check_offsets("rejected", rejected_offsets, rejected_data.len())?;
+    let n = validate_offsets("chosen", chosen_offsets, chosen_data.len())?;
+    let m = validate_offsets("rejected", rejected_offsets, rejected_data.len())?;
     if n != m {
         return Err(invalid!("chosen has {n} rows but rejected has {m}"));
     }
@@ -157,8 +134,8 @@ mod tests {
     fn bad_offsets_are_errors_naming_the_row() {
         let e = split_dialogues(&[0, 3, 2], b"abc", &[0, 1, 2], b"ab", M).unwrap_err();
         assert!(e.to_string().contains("row 1"), "{e}");
-        let e = split_dialogues(&[0, 9], b"abc", &[0, 1], b"a", M).unwrap_err();
-        assert!(e.to_string().contains("past the end"), "{e}");
+        let e = split_dialogues(&[0, 1], b"a", &[0, 9], b"abc", M).unwrap_err();
+        assert!(e.to_string().contains("rejected offsets: row 0 ends at 9, past the end"), "{e}");
         assert!(split_dialogues(&[0, 1], b"a", &[0, 1, 2], b"ab", M).is_err());
     }
 }

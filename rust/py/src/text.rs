@@ -13,6 +13,7 @@ use crate::err::to_py;
 /// and `data` (uint8); `n_jobs` threads, or rayon's default pool when None.
 #[pyfunction]
 #[pyo3(signature = (offsets, data, n_jobs=None))]
+#[allow(clippy::needless_pass_by_value)] // PyO3 hands the arrays over by value
 fn text_features<'py>(
     py: Python<'py>,
     offsets: PyReadonlyArray1<'py, i64>,
@@ -39,7 +40,10 @@ fn feature_names() -> Vec<&'static str> {
 /// The phrase lists: `(apologies, refusals)`.
 #[pyfunction]
 fn phrase_lists() -> (Vec<&'static str>, Vec<&'static str>) {
-    (core::APOLOGY_PHRASES.to_vec(), core::REFUSAL_PHRASES.to_vec())
+    (
+        core::APOLOGY_PHRASES.to_vec(),
+        core::REFUSAL_PHRASES.to_vec(),
+    )
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
