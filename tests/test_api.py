@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 
 import polars as pl
+import pytest
 
 import rlhf_diag
+from rlhf_diag.exceptions import SeparationWarning
 
 
 def test_exports_resolve():
@@ -14,12 +16,15 @@ def test_exports_resolve():
         assert getattr(rlhf_diag, name) is not None
 
 
-def test_audit_stays_the_function_after_submodule_imports(tmp_path):
-    importlib.import_module("rlhf_diag.audit")
-    importlib.import_module("rlhf_diag.report")
+def test_audit_module_and_function(tmp_path):
+    import rlhf_diag.audit as module
+    from rlhf_diag.audit import audit
+
+    assert module is importlib.import_module("rlhf_diag.audit")
     p = tmp_path / "p.jsonl"
     pl.DataFrame({"chosen": ["longer answer", "b"], "rejected": ["a", "bb"]}).write_ndjson(p)
-    res = rlhf_diag.audit(p)
+    with pytest.warns(SeparationWarning):  # two pairs separate along chars, words
+        res = audit(p)
     assert isinstance(res, rlhf_diag.AuditResult)
     assert res.length["chars"]["chosen_longer"] == 1
     assert res.length["chars"]["chosen_shorter"] == 1

@@ -171,3 +171,25 @@ def test_separable_feature_is_named_and_penalised(tmp_path):
     assert "code_blocks" in sf["separated_features"]
     assert sf["penalty"]["l2"] == 1.0
     assert all(np.isfinite(c["coef"]) for c in sf["coefficients"])
+
+
+def test_repeats_match_brute_force():
+    from rlhf_diag.audit import _repeats
+
+    rng = np.random.default_rng(11)
+    vals = list("abcdefgh")
+    n = 300
+    f = pl.DataFrame({
+        "row": np.arange(n, dtype=np.uint32),
+        "prompt": rng.choice(["p", "q"], n), "chosen": rng.choice(vals, n),
+        "rejected": rng.choice(vals, n)})
+    dup, conflict = _repeats(f)
+    triples = list(zip(f["prompt"], f["chosen"], f["rejected"]))
+    seen, want_dup = set(), []
+    for t in triples:
+        want_dup.append(t in seen)
+        seen.add(t)
+    want_conflict = [(p, r, c) in seen for p, c, r in triples]
+    assert dup.tolist() == want_dup
+    assert conflict.tolist() == want_conflict
+    assert 0 < sum(want_dup) < n and 0 < sum(want_conflict) < n

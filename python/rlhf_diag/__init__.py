@@ -2,9 +2,12 @@
 
 The main entry points, importable from the package itself::
 
-    import rlhf_diag
-    res = rlhf_diag.audit("pairs.jsonl")       # AuditResult
+    from rlhf_diag.audit import audit
+    res = audit("pairs.jsonl")                 # an AuditResult
     print(res.summary())
+
+(``rlhf_diag.audit`` is the module; the function of the same name lives in
+it, so that ``import rlhf_diag.audit`` always means the module.)
 
 Submodules by domain: ``pairs`` (reading preference files), ``features``
 (the Rust text pass), ``audit``, ``logistic`` (Bradley-Terry on feature
@@ -18,14 +21,10 @@ import importlib
 
 from rlhf_diag._core import __version__
 
-# Imported eagerly: the function `audit` shares its name with its module, and
-# binding it here, after the module is loaded, keeps `rlhf_diag.audit` the
-# function however the submodule is imported later.
-from rlhf_diag.audit import AuditResult, audit
-
 # Public name -> module that defines it. Imported on first use, so that
 # `import rlhf_diag` stays cheap and optional dependencies load only when used.
 _EXPORTS = {
+    "AuditResult": "rlhf_diag.audit",
     "load_pairs": "rlhf_diag.pairs",
     "PairSet": "rlhf_diag.pairs",
     "text_features": "rlhf_diag.features",
@@ -36,7 +35,7 @@ _EXPORTS = {
     "write_report": "rlhf_diag.report",
 }
 
-__all__ = ["__version__", "audit", "AuditResult", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str):

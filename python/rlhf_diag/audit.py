@@ -148,14 +148,35 @@ def _truncate(col: pl.Expr, limit: int, unit: str) -> pl.Expr:
     raise InputError(f"truncation unit must be 'chars' or 'words', got {unit!r}")
 
 
+def _repeats(f: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Rows repeating an earlier row's (prompt, chosen, rejected), and rows
+    whose (prompt, rejected, chosen) is another row's (prompt, chosen,
+    rejected). Candidates are found by a 64-bit hash of each triple, then
+    confirmed by comparing the texts, so a hash collision never counts."""
+    fwd = pl.struct(p="prompt", c="chosen", r="rejected")
+    swp = pl.struct(p="prompt", c="rejected", r="chosen")
+    h = f.select(fwd=fwd.hash(), swp=swp.hash())
+    dup = np.zeros(f.height, dtype=bool)
+    cand = h["fwd"].is_duplicated().to_numpy()
+    if cand.any():
+        sub = f.filter(pl.Series(cand))
+        first = sub.select(pl.struct("prompt", "chosen", "rejected").is_first_distinct())
+        dup[np.flatnonzero(cand)] = ~first.to_series().to_numpy()
+    conflict = np.zeros(f.height, dtype=bool)
+    cand = h["swp"].is_in(h["fwd"].implode()).to_numpy()
+    if cand.any():
+        sub = f.filter(pl.Series(cand)).select("row", "prompt", "chosen", "rejected")
+        swapped = sub.select("prompt", chosen="rejected", rejected="chosen").unique()
+        hit = sub.join(swapped, on=["prompt", "chosen", "rejected"], how="semi")["row"]
+        conflict = f["row"].is_in(hit.implode()).to_numpy()
+    return dup, conflict
+
+
 def _quality(ps: PairSet, truncate: int | None, truncate_unit: str) -> dict:
     f = ps.frame
     same = (f["chosen"] == f["rejected"]).to_numpy()
-    keys = f.select("prompt", "chosen", "rejected")
-    dup = keys.select(~pl.struct(pl.all()).is_first_distinct()).to_series().to_numpy()
-    swapped = keys.select("prompt", chosen="rejected", rejected="chosen").unique()
-    hit = f.join(swapped, on=["prompt", "chosen", "rejected"], how="semi")["row"]
-    conflict = f["row"].is_in(hit.implode()).to_numpy() & ~same
+    dup, conflict = _repeats(f)
+    conflict &= ~same
     q = {
         "identical_pairs": _finding(f, same, "chosen and rejected are the same text"),
         "duplicate_pairs": _finding(f, dup, "repeats an earlier row's prompt, chosen and rejected"),
