@@ -10,9 +10,6 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy import optimize
-from scipy.special import expit, logit
-
 from rlhf_diag.exceptions import (
     ConvergenceWarning,
     FitError,
@@ -20,6 +17,8 @@ from rlhf_diag.exceptions import (
     SeparationWarning,
 )
 from rlhf_diag.logistic import _as_matrix, cross_validate_logistic, fit_logistic
+from scipy import optimize
+from scipy.special import expit, logit
 
 THETA = 0.5 * (logit(0.8) + logit(0.4))  # 0.490415
 GAMMA = 0.5 * (logit(0.8) - logit(0.4))  # 0.895880
@@ -395,3 +394,108 @@ def test_kfold_refuses_separated_folds():
     assert cv["accuracy"] == 1.0
     with pytest.raises(InputError, match="k = 21"):
         cross_validate_logistic(x, y, k=21, l2=1.0)
+
+
+# ------------------------------------------- L-BFGS, L1, groups, calibration
+
+
+def test_lbfgs_matches_newton_and_reads_float32():
+    from rlhf_diag.logistic import fit_logistic as fl
+
+    x, y = simulate(4000, [0.2, 1.0, -0.5, 0.3], 9)
+    newton = fl(x, y, tol=1e-13)
+    lb = fl(x, y, solver="lbfgs", tol=1e-11)
+    assert (newton.solver, lb.solver) == ("newton", "lbfgs")
+    np.testing.assert_allclose(lb.coef_, newton.coef_, atol=1e-7)
+    np.testing.assert_allclose(lb.se_, newton.se_, rtol=1e-6)
+    x32 = x.astype(np.float32)
+    a = fl(x32, y, solver="lbfgs", tol=1e-11)
+    b = fl(x32.astype(np.float64), y, solver="lbfgs", tol=1e-11)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+def test_l1_gives_exact_zeros_and_no_standard_errors():
+    from rlhf_diag.logistic import fit_logistic as fl
+
+    x, y = simulate(3000, [0.0, 1.5, 0.0, 0.0, -1.0], 2)
+    f = fl(x, y, l1=30.0, unpenalized=[0])
+    assert f.solver == "lbfgs" and f.converged_
+    assert f.coef_[2] == 0.0 and f.coef_[3] == 0.0
+    assert f.coef_[1] > 1.0 and f.coef_[4] < -0.5
+    assert f.se_ is None and "L1" in f.se_reason and "L1 (l1=30)" in f.penalty
+    assert "standard errors" in f.summary()
+    # Stationarity of the lasso: |gradient| <= l1 at the zeros.
+    g = x.T @ (expit(x @ f.coef_) - y)
+    assert np.all(np.abs(g[[2, 3]]) <= 30.0 + 1e-5)
+    np.testing.assert_allclose(g[[1, 4]], -30.0 * np.sign(f.coef_[[1, 4]]), atol=1e-5)
+    with pytest.raises(InputError, match="l1 > 0 needs"):
+        fl(x, y, l1=1.0, solver="newton")
+    with pytest.raises(InputError, match="solver"):
+        fl(x, y, solver="sgd")
+
+
+def test_groups_equal_separate_fits():
+    from rlhf_diag.logistic import fit_logistic_groups
+
+    x, y = simulate(600, [0.1, 0.8, -0.3], 12)
+    shared = np.arange(500, 600)
+    groups = [np.r_[np.arange(0, 250), shared], np.r_[np.arange(250, 500), shared]]
+    fits = fit_logistic_groups(x, y, groups)
+    for g, f in zip(groups, fits):
+        ref = fit_logistic(x[g], y[g])
+        np.testing.assert_allclose(f.coef_, ref.coef_, atol=1e-12)
+        np.testing.assert_allclose(f.se_, ref.se_, atol=1e-12)
+    with pytest.raises(InputError, match="row indices"):
+        fit_logistic_groups(x, y, [np.array([0, 600])])
+
+
+def test_two_way_matches_dense_fit():
+    from rlhf_diag.logistic import fit_two_way
+
+    rng = np.random.default_rng(4)
+    n_g, n_i = 4, 12
+    group = np.repeat(np.arange(n_g), n_i * 3)
+    item = np.tile(np.repeat(np.arange(n_i), 3), n_g)
+    t = rng.normal(size=group.size)
+    y = expit(0.3 * group - 0.8 * t + rng.normal(size=n_i)[item])
+    z = np.column_stack([np.ones_like(t), t])
+    fit = fit_two_way(z, group, item, y, l2=0.3, tol=1e-12)
+    dense = np.zeros((group.size, 2 * n_g + n_i))
+    dense[np.arange(group.size), 2 * group] = 1.0
+    dense[np.arange(group.size), 2 * group + 1] = t
+    dense[np.arange(group.size), 2 * n_g + item] = 1.0
+    ref = fit_logistic(dense, y, l2=0.3, unpenalized=list(range(2 * n_g)), tol=1e-13)
+    np.testing.assert_allclose(fit.beta.ravel(), ref.coef_[: 2 * n_g], atol=1e-8)
+    np.testing.assert_allclose(fit.effects, ref.coef_[2 * n_g :], atol=1e-8)
+    assert fit.status == "converged"
+
+
+def test_calibration_table_closed_form():
+    from rlhf_diag.logistic import calibration_table
+
+    t = calibration_table([0.05, 0.15, 0.12, 0.95], [0, 1, 0, 1], n_bins=10)
+    assert [(b["low"], b["n"]) for b in t["bins"]] == [(0.0, 1), (0.1, 2), (0.9, 1)]
+    assert t["bins"][1]["mean_predicted"] == pytest.approx(0.135)
+    assert t["bins"][1]["mean_observed"] == pytest.approx(0.5)
+    ece = (0.05 + 2 * abs(0.135 - 0.5) + 0.05) / 4
+    assert t["ece"] == pytest.approx(ece)
+    # Symmetric: rows with y = 1 at 0.7 also count as y = 0 at 0.3.
+    s = calibration_table([0.7, 0.7], [1, 1], n_bins=5, symmetric=True)
+    assert [(b["low"], b["mean_observed"]) for b in s["bins"]] == [
+        (0.2, 0.0),
+        (0.6, 1.0),
+    ]
+    assert s["ece"] == pytest.approx(0.3)
+
+
+def test_cross_validation_calibration_and_held_out_probs():
+    x, y = simulate(2000, [0.0, 1.2, -0.7], 6)
+    cv = cross_validate_logistic(x, y, k=4, random_state=3)
+    p = cv["held_out_prob"]
+    ll = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert ll == pytest.approx(cv["log_loss"], abs=1e-10)
+    cal = cv["calibration"]
+    assert sum(b["n"] for b in cal["bins"]) == 2000
+    assert cal["ece"] < 0.05  # a correct model is calibrated
+    lb = cross_validate_logistic(x, y, k=4, random_state=3, solver="lbfgs", tol=1e-11)
+    assert lb["accuracy"] == pytest.approx(cv["accuracy"], abs=1e-3)

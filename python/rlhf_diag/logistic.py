@@ -35,7 +35,15 @@ from scipy import stats
 from rlhf_diag import _core
 from rlhf_diag.exceptions import ConvergenceWarning, InputError, SeparationWarning
 
-__all__ = ["LogisticFit", "cross_validate_logistic", "fit_logistic"]
+__all__ = [
+    "LogisticFit",
+    "TwoWayFit",
+    "calibration_table",
+    "cross_validate_logistic",
+    "fit_logistic",
+    "fit_logistic_groups",
+    "fit_two_way",
+]
 
 #: Two-sided 95% normal quantile used for ``ci95_``.
 Z95 = 1.959963984540054
@@ -112,11 +120,17 @@ class LogisticFit:
     total_weight: float
     ridge_steps: int
     refused_reason: str | None
+    solver: str = "newton"
+    l1: float = 0.0
+    se_reason: str | None = None
 
     def summary(self) -> str:
         """A plain-text table of the coefficients and the fit's diagnostics."""
         lines = [
-            f"Logistic fit (Newton): {self.status} after {self.n_iter_} iterations",
+            (
+                f"Logistic fit ({self.solver}): {self.status} after "
+                f"{self.n_iter_} iterations"
+            ),
             (
                 f"rows {self.n_obs} (total weight {self.total_weight:g}), "
                 f"features {len(self.feature_names)}, penalty {self.penalty}"
@@ -129,6 +143,12 @@ class LogisticFit:
             lines.append("separated along: " + ", ".join(self.separated_features))
         if self.coef_ is None:
             lines.append(f"coefficients refused: {self.refused_reason}")
+            return "\n".join(lines)
+        if self.se_ is None:
+            lines.append(f"standard errors: {self.se_reason}")
+            lines.extend(
+                f"{n:<24}{c:>11.4g}" for n, c in zip(self.feature_names, self.coef_)
+            )
             return "\n".join(lines)
         width = max(8, *(len(n) for n in self.feature_names))
         head = ("coef", "se", "z", "P>|z|", "[0.025", "0.975]")
@@ -173,6 +193,9 @@ class LogisticFit:
             "total_weight": self.total_weight,
             "ridge_steps": self.ridge_steps,
             "refused_reason": self.refused_reason,
+            "solver": self.solver,
+            "l1": self.l1,
+            "se_reason": self.se_reason,
         }
 
     def to_polars(self):
@@ -181,6 +204,10 @@ class LogisticFit:
 
         if self.coef_ is None:
             return pl.DataFrame({"feature": [], "coef": []})
+        if self.se_ is None:
+            return pl.DataFrame(
+                {"feature": list(self.feature_names), "coef": self.coef_}
+            )
         return pl.DataFrame(
             {
                 "feature": list(self.feature_names),
@@ -258,15 +285,74 @@ def _unpenalized_mask(unpenalized, names: Sequence[str]) -> list[bool] | None:
     return mask
 
 
-def _penalty_words(l2: float, mask: list[bool] | None, names) -> str:
-    if l2 == 0.0:
+def _penalty_words(l2: float, mask: list[bool] | None, names, l1: float = 0.0) -> str:
+    if l2 == 0.0 and l1 == 0.0:
         return "none"
     free = [n for n, m in zip(names, mask or []) if m]
     where = "all coefficients" + (f" except {', '.join(free)}" if free else "")
-    return f"L2 (l2={l2:g}) on {where}"
+    kinds = [f"L2 (l2={l2:g})"] * (l2 > 0) + [f"L1 (l1={l1:g})"] * (l1 > 0)
+    return f"{' + '.join(kinds)} on {where}"
 
 
-def _options(l2, tol, max_iter) -> tuple[float, float, int]:
+#: Above this many features ``solver="auto"`` runs L-BFGS (the core's
+#: ``NEWTON_MAX_P``).
+NEWTON_MAX_P = 32
+#: ``se="auto"`` skips the Hessian pass after L-BFGS above this n * p^2.
+SE_AUTO_MAX_WORK = 2e8
+
+
+@dataclass(frozen=True)
+class _Solve:
+    """Validated solver settings, as the core takes them."""
+
+    l1: float
+    solver: str
+    history: int
+    covariance: bool
+    resolved: str
+
+    def args(self) -> tuple:
+        return (self.l1, self.solver, self.history, self.covariance)
+
+
+def _solve(l1, solver, se, history, shape) -> _Solve:
+    n, p = shape
+    try:
+        l1, history = float(l1), operator.index(history)
+    except TypeError as exc:
+        raise InputError(f"l1 and history must be numbers: {exc}") from None
+    if not (np.isfinite(l1) and l1 >= 0):
+        raise InputError(f"l1 = {l1}; expected a finite value >= 0")
+    if solver not in ("auto", "newton", "lbfgs"):
+        raise InputError(f"solver = {solver!r}; expected 'auto', 'newton' or 'lbfgs'")
+    if l1 > 0 and solver == "newton":
+        raise InputError("l1 > 0 needs solver='lbfgs' (OWL-QN) or 'auto'")
+    if history < 1:
+        raise InputError(f"history = {history}; expected at least 1")
+    resolved = solver
+    if solver == "auto":
+        resolved = "lbfgs" if (l1 > 0 or p > NEWTON_MAX_P) else "newton"
+    if se == "auto":
+        se = resolved == "newton" or n * p * p <= SE_AUTO_MAX_WORK
+    elif not isinstance(se, (bool, np.bool_)):
+        raise InputError(f"se = {se!r}; expected True, False or 'auto'")
+    return _Solve(l1, solver, history, bool(se) and l1 == 0, resolved)
+
+
+def _se_reason(solve: _Solve, p: int) -> str | None:
+    if solve.covariance:
+        return None
+    if solve.l1 > 0:
+        return "not computed for an L1-penalised fit (no valid Wald errors)"
+    return (
+        f"not computed (se=False, or se='auto' with n * p^2 above "
+        f"{SE_AUTO_MAX_WORK:g} for L-BFGS; p = {p})"
+    )
+
+
+def _options(l2, tol, max_iter, default_iter=100) -> tuple[float, float, int]:
+    if max_iter is None:
+        max_iter = default_iter
     try:
         l2, tol = float(l2), float(tol)
         max_iter = operator.index(max_iter)
@@ -279,6 +365,10 @@ def _options(l2, tol, max_iter) -> tuple[float, float, int]:
     if max_iter < 1:
         raise InputError(f"max_iter = {max_iter}; expected at least 1")
     return l2, tol, max_iter
+
+
+def _default_iter(solve: _Solve) -> int:
+    return 100 if solve.resolved == "newton" else 1000
 
 
 def _prepare(X, y, weight, unpenalized, feature_names):
@@ -298,7 +388,9 @@ def _frozen(a):
     return a
 
 
-def _package(raw: dict, names, l2: float, mask) -> LogisticFit:
+def _package(
+    raw: dict, names, l2: float, mask, solve: _Solve | None = None
+) -> LogisticFit:
     sep = tuple(names[j] for j in raw["separated_features"])
     refused = None
     if raw["status"] == "separated":
@@ -310,10 +402,12 @@ def _package(raw: dict, names, l2: float, mask) -> LogisticFit:
     coef = se = cov = ci = z = pv = nll = obj = None
     if refused is None:
         coef, se, cov = raw["coef"], raw["se"], raw["cov"]
-        ci = np.column_stack([coef - Z95 * se, coef + Z95 * se])
-        z = coef / se
-        pv = 2.0 * stats.norm.sf(np.abs(z))
+        if se is not None:
+            ci = np.column_stack([coef - Z95 * se, coef + Z95 * se])
+            z = coef / se
+            pv = 2.0 * stats.norm.sf(np.abs(z))
         nll, obj = raw["nll"], raw["nll"] + raw["penalty"]
+    l1 = 0.0 if solve is None else solve.l1
     return LogisticFit(
         feature_names=tuple(names),
         coef_=_frozen(coef),
@@ -330,12 +424,17 @@ def _package(raw: dict, names, l2: float, mask) -> LogisticFit:
         separating_direction=_frozen(raw["separating_direction"]),
         nll_=nll,
         objective_=obj,
-        penalty=_penalty_words(l2, mask, names),
+        penalty=_penalty_words(l2, mask, names, l1),
         l2=l2,
         n_obs=int(raw["n_obs"]),
         total_weight=float(raw["total_weight"]),
         ridge_steps=int(raw["ridge_steps"]),
         refused_reason=refused,
+        solver=raw.get("solver", "newton"),
+        l1=l1,
+        se_reason=None
+        if refused is not None or se is not None or solve is None
+        else _se_reason(solve, len(names)),
     )
 
 
@@ -348,13 +447,18 @@ def fit_logistic(
     unpenalized=None,
     feature_names: Iterable[str] | None = None,
     tol: float = 1e-8,
-    max_iter: int = 100,
+    max_iter: int | None = None,
+    l1: float = 0.0,
+    solver: str = "auto",
+    se="auto",
+    history: int = 10,
 ) -> LogisticFit:
-    """Fit ``P(y = 1) = sigmoid(X @ beta)`` by Newton's method.
+    """Fit ``P(y = 1) = sigmoid(X @ beta)`` by Newton's method or L-BFGS.
 
     Minimises ``sum_i w_i [log(1 + exp(x_i.beta)) - y_i x_i.beta]
-    + l2/2 * sum_{j penalised} beta_j**2``. There is no implicit intercept:
-    add a column of ones for one (and usually mark it ``unpenalized``).
+    + l2/2 * sum_{j penalised} beta_j**2 + l1 * sum_{j penalised} |beta_j|``.
+    There is no implicit intercept: add a column of ones for one (and
+    usually mark it ``unpenalized``).
 
     Parameters
     ----------
@@ -369,14 +473,27 @@ def fit_logistic(
     l2 : float, default 0
         Ridge strength.
     unpenalized : boolean mask, feature names or column indices, optional
-        Coefficients the ridge leaves alone (for example an intercept).
+        Coefficients the penalties leave alone (for example an intercept).
     feature_names : sequence of str, optional
         Names used in warnings, ``summary()`` and ``separated_features``.
     tol : float, default 1e-8
         Stop when ``max_j |dL/dbeta_j| / sum_i w_i <= tol`` (a per-row
-        gradient, so its meaning does not change with ``n``).
-    max_iter : int, default 100
-        At most this many Newton steps.
+        gradient, so its meaning does not change with ``n``; with ``l1`` the
+        pseudo-gradient of OWL-QN).
+    max_iter : int, optional
+        At most this many steps; default 100 for Newton, 1000 for L-BFGS.
+    l1 : float, default 0
+        Lasso strength (needs L-BFGS, which then runs as OWL-QN and gives
+        exact zeros).
+    solver : {"auto", "newton", "lbfgs"}
+        ``"auto"``: Newton for at most 32 features without ``l1``, else
+        L-BFGS (each pass O(n p) instead of O(n p^2)).
+    se : bool or "auto", default "auto"
+        Compute the inverse Hessian: free after Newton, one extra O(n p^2)
+        pass after L-BFGS (``"auto"`` does it when n p^2 <= 2e8). Never with
+        ``l1 > 0``; then ``se_`` is None with ``se_reason``.
+    history : int, default 10
+        Quasi-Newton pairs kept by L-BFGS.
 
     Returns
     -------
@@ -414,9 +531,10 @@ def fit_logistic(
     direction when it separates), without a warning.
     """
     x, yv, w, names, mask = _prepare(X, y, weight, unpenalized, feature_names)
-    l2, tol, max_iter = _options(l2, tol, max_iter)
-    raw = _core.fit_logistic(x, yv, w, l2, mask, tol, max_iter)
-    fit = _package(raw, names, l2, mask)
+    solve = _solve(l1, solver, se, history, x.shape)
+    l2, tol, max_iter = _options(l2, tol, max_iter, _default_iter(solve))
+    raw = _core.fit_logistic(x, yv, w, l2, mask, tol, max_iter, *solve.args())
+    fit = _package(raw, names, l2, mask, solve)
     if fit.refused_reason is not None:
         warnings.warn(
             f"logistic fit: {fit.refused_reason}", SeparationWarning, stacklevel=2
@@ -442,21 +560,34 @@ def cross_validate_logistic(
     unpenalized=None,
     feature_names: Iterable[str] | None = None,
     tol: float = 1e-8,
-    max_iter: int = 100,
+    max_iter: int | None = None,
+    l1: float = 0.0,
+    solver: str = "auto",
+    history: int = 10,
+    calibration_bins: int = 10,
+    symmetric: bool = False,
 ) -> dict:
     """Held-out accuracy and log-loss of :func:`fit_logistic` by k-fold
     cross-validation.
 
     Parameters
     ----------
-    X, y, weight, l2, unpenalized, feature_names, tol, max_iter
-        As in :func:`fit_logistic`.
+    X, y, weight, l2, unpenalized, feature_names, tol, max_iter, l1, solver,
+    history
+        As in :func:`fit_logistic` (no standard errors are computed).
     k : int, default 5
         Number of folds, ``2 <= k <= n``.
     random_state : int, default 0
         Seed of the fold assignment: a Fisher-Yates permutation drawn from
         SplitMix64; the row at position ``q`` goes to fold ``q mod k``. The
         same seed gives the same folds on every platform and thread count.
+    calibration_bins : int, default 10
+        Equal-width bins of the held-out probability in the calibration
+        table.
+    symmetric : bool, default False
+        Calibrate both orientations of every row (see
+        :func:`calibration_table`): right for Bradley-Terry rows with the
+        chosen side always first (``y`` all 1).
 
     Returns
     -------
@@ -464,8 +595,10 @@ def cross_validate_logistic(
         ``accuracy`` and ``log_loss`` pooled over all held-out rows
         (weighted means), ``fold_accuracy``, ``fold_log_loss``, ``fold_n``,
         ``fold_weight``, ``fold_status``, ``fold_separated_features``,
-        ``fold_of_row`` (ndarray), ``k``, ``random_state`` and
-        ``refused_reason``.
+        ``fold_of_row`` (ndarray), ``held_out_prob`` (ndarray: each row's
+        probability under the fit that held it out, or None),
+        ``calibration`` (see :func:`calibration_table`, or None), ``k``,
+        ``random_state`` and ``refused_reason``.
 
     Warns
     -----
@@ -483,14 +616,17 @@ def cross_validate_logistic(
     ``log(1 + exp(eta)) - y eta``, which allows soft targets.
     """
     x, yv, w, names, mask = _prepare(X, y, weight, unpenalized, feature_names)
-    l2, tol, max_iter = _options(l2, tol, max_iter)
+    solve = _solve(l1, solver, False, history, x.shape)
+    l2, tol, max_iter = _options(l2, tol, max_iter, _default_iter(solve))
     try:
         k, seed = operator.index(k), operator.index(random_state)
     except TypeError:
         raise InputError("k and random_state must be integers") from None
     if not 0 <= seed < 2**64:
         raise InputError(f"random_state = {seed}; expected 0 <= random_state < 2**64")
-    raw = _core.kfold_logistic(x, yv, w, k, seed, l2, mask, tol, max_iter)
+    raw = _core.kfold_logistic(
+        x, yv, w, k, seed, l2, mask, tol, max_iter, *solve.args()
+    )
     sep = [tuple(names[j] for j in s) for s in raw["fold_separated"]]
     bad = [f for f, s in enumerate(raw["fold_status"]) if s == "separated"]
     refused = None
@@ -524,5 +660,278 @@ def cross_validate_logistic(
         "fold_status": raw["fold_status"],
         "fold_separated_features": sep,
         "fold_of_row": raw["fold_of_row"],
+        "held_out_prob": raw["held_out_prob"],
+        "calibration": None
+        if raw["held_out_prob"] is None
+        else calibration_table(
+            raw["held_out_prob"],
+            yv,
+            weight=w,
+            n_bins=calibration_bins,
+            symmetric=symmetric,
+        ),
         "refused_reason": refused,
+    }
+
+
+def fit_logistic_groups(
+    X,
+    y,
+    groups: Sequence,
+    *,
+    weight=None,
+    l2: float = 0.0,
+    unpenalized=None,
+    feature_names: Iterable[str] | None = None,
+    tol: float = 1e-8,
+    max_iter: int | None = None,
+    l1: float = 0.0,
+    solver: str = "auto",
+    se="auto",
+    history: int = 10,
+) -> list[LogisticFit]:
+    """One :func:`fit_logistic` per group of rows, run in parallel.
+
+    Parameters
+    ----------
+    X, y, weight, l2, unpenalized, feature_names, tol, max_iter, l1, solver,
+    se, history
+        As in :func:`fit_logistic`; every group shares them.
+    groups : sequence of integer arrays
+        Row indices of each group. A row may belong to several groups (rows
+        shared by every fit, such as prior pseudo-rows, are stored once).
+
+    Returns
+    -------
+    list of LogisticFit
+        One per group, in order; each equals :func:`fit_logistic` on
+        ``X[rows], y[rows]``.
+
+    Warns
+    -----
+    SeparationWarning, ConvergenceWarning
+        Once, naming the groups concerned.
+    """
+    x, yv, w, names, mask = _prepare(X, y, weight, unpenalized, feature_names)
+    solve = _solve(l1, solver, se, history, x.shape)
+    l2, tol, max_iter = _options(l2, tol, max_iter, _default_iter(solve))
+    idx = [np.asarray(g, dtype=np.int64).ravel() for g in groups]
+    if not idx:
+        raise InputError("groups is empty; expected at least one group of rows")
+    for j, g in enumerate(idx):
+        if g.size and (g.min() < 0 or g.max() >= x.shape[0]):
+            raise InputError(f"group {j}: row indices must lie in 0..{x.shape[0] - 1}")
+    offsets = np.concatenate([[0], np.cumsum([g.size for g in idx])]).astype(np.uint64)
+    flat = np.concatenate(idx).astype(np.uint64)
+    raws = _core.fit_logistic_groups(
+        x, yv, offsets, flat, w, l2, mask, tol, max_iter, *solve.args()
+    )
+    fits = [_package(raw, names, l2, mask, solve) for raw in raws]
+    refused = [j for j, f in enumerate(fits) if f.refused_reason is not None]
+    if refused:
+        warnings.warn(
+            f"logistic fits of groups {refused} are separated: "
+            f"{fits[refused[0]].refused_reason}",
+            SeparationWarning,
+            stacklevel=2,
+        )
+    stalled = [j for j, f in enumerate(fits) if not f.converged_ and j not in refused]
+    if stalled:
+        warnings.warn(
+            f"logistic fits of groups {stalled} stopped before tol {tol:g}",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return fits
+
+
+@dataclass(frozen=True)
+class TwoWayFit:
+    """Result of :func:`fit_two_way`.
+
+    Attributes
+    ----------
+    beta : ndarray, shape (n_groups, q)
+        Per-group coefficients on the covariates ``Z``.
+    effects : ndarray, shape (n_items,)
+        Per-item effects (ridge-penalised).
+    n_iter : int
+    grad_norm : float
+        ``max |gradient|`` over the total weight, at the end.
+    status : str
+        ``"converged"``, ``"max_iter"`` or ``"line_search_failed"``.
+    objective : float
+        Penalised negative log-likelihood at the end.
+    """
+
+    beta: np.ndarray
+    effects: np.ndarray
+    n_iter: int
+    grad_norm: float
+    status: str
+    objective: float
+
+
+def fit_two_way(
+    Z,
+    group,
+    item,
+    y,
+    *,
+    n_groups: int | None = None,
+    n_items: int | None = None,
+    weight=None,
+    l2: float = 0.1,
+    tol: float = 1e-10,
+    max_iter: int = 100,
+) -> TwoWayFit:
+    """Two-way logistic model: per-group coefficients plus per-item effects.
+
+    ``logit P(y_r = 1) = Z_r . beta[group_r] + effects[item_r]``, with soft
+    targets and a ridge ``l2 / 2 |effects|^2``; the group coefficients are
+    unpenalised. Fitted by Newton's method through the Schur complement over
+    the groups' block (see ``rust/core/src/logistic/two_way.rs``), so its
+    cost grows with the number of items only linearly.
+
+    Parameters
+    ----------
+    Z : array_like, shape (n, q)
+        Covariates whose coefficients vary by group (a column of ones gives
+        each group an intercept).
+    group, item : array_like of int, shape (n,)
+        Group and item of each row, from 0.
+    y : array_like, shape (n,)
+        Targets in [0, 1].
+    n_groups, n_items : int, optional
+        Default ``max + 1`` of ``group`` / ``item``.
+    weight : array_like, shape (n,), optional
+        Row weights (default 1).
+    l2 : float, default 0.1
+        Ridge on the item effects. It also fixes the direction the data
+        cannot see when every group has an intercept (a shift of every item
+        effect against every intercept).
+    tol, max_iter
+        Stop when ``max |gradient| / total weight <= tol``, or after
+        ``max_iter`` Newton steps.
+
+    Returns
+    -------
+    TwoWayFit
+
+    Warns
+    -----
+    ConvergenceWarning
+        When the fit stopped before ``tol`` (for instance a group whose
+        targets are all 0 drifts to minus infinity).
+    """
+    z = np.ascontiguousarray(np.asarray(Z, dtype=np.float64))
+    if z.ndim != 2:
+        raise InputError(f"Z must be 2-D (rows x covariates), got shape {z.shape}")
+    n = z.shape[0]
+    gv = np.asarray(group).ravel()
+    iv = np.asarray(item).ravel()
+    for name, v in (("group", gv), ("item", iv)):
+        if v.shape != (n,) or not np.issubdtype(v.dtype, np.integer):
+            raise InputError(f"{name} must hold {n} integers, one per row of Z")
+        if n and v.min() < 0:
+            raise InputError(f"{name} holds a negative index")
+    yv = _as_vector(y, "y", n)
+    w = None if weight is None else _as_vector(weight, "weight", n)
+    ng = int(gv.max()) + 1 if n_groups is None and n else int(n_groups or 0)
+    ni = int(iv.max()) + 1 if n_items is None and n else int(n_items or 0)
+    raw = _core.fit_two_way(
+        z,
+        gv.astype(np.uint64),
+        iv.astype(np.uint64),
+        yv,
+        ng,
+        ni,
+        w,
+        float(l2),
+        float(tol),
+        int(max_iter),
+    )
+    fit = TwoWayFit(
+        beta=_frozen(raw["beta"]),
+        effects=_frozen(raw["g"]),
+        n_iter=int(raw["n_iter"]),
+        grad_norm=float(raw["grad_norm"]),
+        status=raw["status"],
+        objective=float(raw["objective"]),
+    )
+    if fit.status != "converged":
+        warnings.warn(
+            f"two-way logistic fit stopped ({fit.status}) after {fit.n_iter} "
+            f"iterations with gradient {fit.grad_norm:.3g} > tol {tol:g}",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return fit
+
+
+def calibration_table(prob, y, *, weight=None, n_bins: int = 10, symmetric=False):
+    """Reliability table of predicted probabilities against observed targets.
+
+    Parameters
+    ----------
+    prob : array_like, shape (n,)
+        Predicted ``P(y = 1)`` (held-out predictions, for an honest table).
+    y : array_like, shape (n,)
+        Targets in [0, 1] (soft targets allowed).
+    weight : array_like, optional
+        Row weights (default 1).
+    n_bins : int, default 10
+        Equal-width bins over [0, 1]; the last bin includes 1.
+    symmetric : bool, default False
+        Count every row twice, as ``(prob, y)`` and ``(1 - prob, 1 - y)``.
+        For Bradley-Terry rows written with the chosen side first (``y``
+        all 1) this is the only meaningful table: the model is symmetric
+        under swapping the sides, and the swapped rows supply the losses.
+
+    Returns
+    -------
+    dict
+        ``bins``: a list of ``{low, high, n, weight, mean_predicted,
+        mean_observed}`` for the non-empty bins; ``ece``: the weighted mean
+        of ``|mean_predicted - mean_observed|`` over bins (expected
+        calibration error); ``n_bins``, ``symmetric``.
+    """
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    t = _as_vector(y, "y", p.shape[0])
+    w = np.ones_like(p) if weight is None else _as_vector(weight, "weight", p.shape[0])
+    if not np.all(np.isfinite(p)) or p.min(initial=0) < 0 or p.max(initial=0) > 1:
+        raise InputError("prob must hold finite probabilities in [0, 1]")
+    if operator.index(n_bins) < 1:
+        raise InputError(f"n_bins = {n_bins}; expected at least 1")
+    if symmetric:
+        p, t, w = np.concatenate([p, 1 - p]), np.concatenate([t, 1 - t]), np.tile(w, 2)
+    keep = w > 0
+    p, t, w = p[keep], t[keep], w[keep]
+    if w.sum() == 0:
+        raise InputError("calibration table: every weight is zero")
+    idx = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        m = idx == b
+        if not m.any():
+            continue
+        wb = float(w[m].sum())
+        pred = float(np.average(p[m], weights=w[m]))
+        obs = float(np.average(t[m], weights=w[m]))
+        ece += wb * abs(pred - obs)
+        bins.append(
+            {
+                "low": b / n_bins,
+                "high": (b + 1) / n_bins,
+                "n": int(m.sum()),
+                "weight": wb,
+                "mean_predicted": pred,
+                "mean_observed": obs,
+            }
+        )
+    return {
+        "bins": bins,
+        "ece": ece / float(w.sum()),
+        "n_bins": int(n_bins),
+        "symmetric": bool(symmetric),
     }

@@ -58,6 +58,10 @@ use rayon::prelude::*;
 use crate::error::{CoreError, Result};
 use crate::invalid;
 
+mod lbfgs;
+mod two_way;
+pub use two_way::{fit_two_way, TwoWayData, TwoWayFit};
+
 /// Element types the feature matrix may have; it is read in place.
 pub trait Real: Copy + Send + Sync + std::fmt::Display + 'static {
     fn to_f64(self) -> f64;
@@ -77,26 +81,79 @@ impl Real for f32 {
     }
 }
 
+/// Which optimiser fits the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Solver {
+    /// Newton when `l1 == 0` and `p <= NEWTON_MAX_P`, else L-BFGS.
+    Auto,
+    Newton,
+    /// L-BFGS, or OWL-QN when `l1 > 0` (see `lbfgs.rs`).
+    Lbfgs,
+}
+
+impl Solver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Newton => "newton",
+            Self::Lbfgs => "lbfgs",
+        }
+    }
+
+    /// Parse "auto", "newton" or "lbfgs".
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming the unknown value.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "newton" => Ok(Self::Newton),
+            "lbfgs" => Ok(Self::Lbfgs),
+            _ => Err(invalid!(
+                "solver = {s:?}; expected \"auto\", \"newton\" or \"lbfgs\""
+            )),
+        }
+    }
+}
+
+/// Above this many features `Solver::Auto` picks L-BFGS: a Newton pass costs
+/// O(n p^2) against O(n p), and Newton's ~8 passes stop paying for
+/// L-BFGS's ~50-100 near p = 32.
+pub const NEWTON_MAX_P: usize = 32;
+
 /// Options of [`fit`] and [`kfold`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitOptions {
     /// Ridge strength lambda >= 0 on the penalised coefficients.
     pub l2: f64,
-    /// `true` for coefficients the ridge leaves alone (an intercept, say).
+    /// Lasso strength >= 0 on the penalised coefficients (L-BFGS only).
+    pub l1: f64,
+    /// `true` for coefficients the penalties leave alone (an intercept, say).
     pub unpenalized: Option<Vec<bool>>,
     /// Stop when max_j |dL/dbeta_j| / sum_i w_i <= tol.
     pub tol: f64,
-    /// At most this many Newton steps (>= 1).
+    /// At most this many Newton or L-BFGS steps (>= 1).
     pub max_iter: usize,
+    pub solver: Solver,
+    /// Quasi-Newton pairs kept by L-BFGS (>= 1).
+    pub history: usize,
+    /// Compute the inverse Hessian (one O(n p^2) pass after L-BFGS; free
+    /// after Newton). Never with `l1 > 0`.
+    pub covariance: bool,
 }
 
 impl Default for FitOptions {
     fn default() -> Self {
         Self {
             l2: 0.0,
+            l1: 0.0,
             unpenalized: None,
             tol: 1e-8,
             max_iter: 100,
+            solver: Solver::Auto,
+            history: 10,
+            covariance: true,
         }
     }
 }
@@ -153,6 +210,8 @@ pub struct LogisticFit {
     pub separating_direction: Option<Vec<f64>>,
     /// Newton steps whose system needed the ridge safeguard.
     pub ridge_steps: usize,
+    /// The solver that ran (never `Auto`).
+    pub solver: Solver,
     /// Rows with positive weight.
     pub n_obs: usize,
     /// Sum of the weights.
@@ -636,36 +695,62 @@ fn single_feature_separation<T: Real>(d: &Data<T>) -> Vec<usize> {
         .collect()
 }
 
-/// Certificate test: does `v` separate the rows? Xv must be clearly nonzero
-/// (its largest entry above 1e-8 of the largest sum |x_ij v_j|, so that
-/// cancellation noise never passes) and every row with |x_i.v| above
-/// `ZERO_MARGIN` times the largest has the target its sign asks for.
-fn separates<T: Real>(d: &Data<T>, v: &[f64]) -> bool {
+/// Certificate test of each candidate: does `v` separate the rows? Xv must
+/// be clearly nonzero (its largest entry above 1e-8 of the largest sum
+/// |x_ij v_j|, so that cancellation noise never passes) and every row with
+/// |x_i.v| above `ZERO_MARGIN` times the largest has the target its sign
+/// asks for. One pass finds the scales of every candidate; the row check
+/// then stops at the first violation, which on data that are not separated
+/// comes within a few rows (the check was two full passes per candidate).
+fn separating<T: Real>(d: &Data<T>, candidates: &[Vec<f64>]) -> Vec<bool> {
+    let nc = candidates.len();
     let leaf = |a: usize, b: usize| {
-        let (mut amax, mut mmax) = (0.0_f64, 0.0_f64);
+        let mut m = vec![(0.0_f64, 0.0_f64); nc];
         d.each_row(a, b, |_, _, xr| {
-            amax = amax.max(dot(xr, v).abs());
-            mmax = mmax.max(xr.iter().zip(v).map(|(x, c)| (x * c).abs()).sum());
+            for (mc, v) in m.iter_mut().zip(candidates) {
+                mc.0 = mc.0.max(dot(xr, v).abs());
+                mc.1 = mc.1.max(xr.iter().zip(v).map(|(x, c)| (x * c).abs()).sum());
+            }
         });
-        (amax, mmax)
+        m
     };
-    let (amax, mmax) = reduce(d.len(), &leaf, &|a: (f64, f64), b: (f64, f64)| {
-        (a.0.max(b.0), a.1.max(b.1))
-    });
-    let clear = amax.is_finite() && amax > 1e-8 * mmax;
-    if !clear {
-        return false;
-    }
-    let cut = ZERO_MARGIN * amax;
-    let leaf = |a: usize, b: usize| {
-        let mut ok = true;
-        d.each_row(a, b, |i, _, xr| {
-            let (m, y) = (dot(xr, v), d.y[i]);
-            ok &= (m <= cut || y == 1.0) && (m >= -cut || y == 0.0);
-        });
-        ok
-    };
-    reduce(d.len(), &leaf, &|a: bool, b: bool| a && b)
+    let scales = reduce(
+        d.len(),
+        &leaf,
+        &|mut a: Vec<(f64, f64)>, b: Vec<(f64, f64)>| {
+            for (x, y) in a.iter_mut().zip(&b) {
+                *x = (x.0.max(y.0), x.1.max(y.1));
+            }
+            a
+        },
+    );
+    candidates
+        .iter()
+        .zip(scales)
+        .map(|(v, (amax, mmax))| {
+            let clear = amax.is_finite() && amax > 1e-8 * mmax;
+            clear && no_violation(d, v, ZERO_MARGIN * amax)
+        })
+        .collect()
+}
+
+/// Whether every row with |x_i.v| > cut has the target its sign asks for;
+/// a sequential scan that stops at the first row that breaks it.
+fn no_violation<T: Real>(d: &Data<T>, v: &[f64], cut: f64) -> bool {
+    let mut buf = vec![0.0; d.p];
+    (0..d.len()).all(|k| {
+        let i = d.row(k);
+        if d.weight(i) <= 0.0 {
+            return true;
+        }
+        d.load(i, &mut buf);
+        let (m, y) = (dot(&buf, v), d.y[i]);
+        (m <= cut || y == 1.0) && (m >= -cut || y == 0.0)
+    })
+}
+
+fn separates<T: Real>(d: &Data<T>, v: &[f64]) -> bool {
+    separating(d, std::slice::from_ref(&v.to_vec()))[0]
 }
 
 /// Largest |x_ij| per column over rows with positive weight.
@@ -687,7 +772,8 @@ fn column_scale<T: Real>(d: &Data<T>) -> Vec<f64> {
 /// components contributing less than `CLEAN_REL` of the largest dropped when
 /// the cleaned direction still passes; scaled to max |v_j| = 1.
 fn certified_direction<T: Real>(d: &Data<T>, candidates: &[Vec<f64>]) -> Option<Vec<f64>> {
-    let v = candidates.iter().find(|v| separates(d, v))?;
+    let verdict = separating(d, candidates);
+    let v = &candidates[verdict.iter().position(|&ok| ok)?];
     let scale = column_scale(d);
     let contrib: Vec<f64> = v.iter().zip(&scale).map(|(c, s)| (c * s).abs()).collect();
     let top = max_abs(&contrib);
@@ -806,6 +892,17 @@ fn validate_options(opts: &FitOptions, p: usize) -> Result<()> {
     if opts.max_iter == 0 {
         return Err(invalid!("max_iter = 0; expected at least 1"));
     }
+    if !(opts.l1.is_finite() && opts.l1 >= 0.0) {
+        return Err(invalid!("l1 = {}; expected a finite value >= 0", opts.l1));
+    }
+    if opts.l1 > 0.0 && opts.solver == Solver::Newton {
+        return Err(invalid!(
+            "l1 > 0 needs the L-BFGS solver (OWL-QN), not Newton"
+        ));
+    }
+    if opts.history == 0 {
+        return Err(invalid!("history = 0; expected at least 1"));
+    }
     if let Some(m) = &opts.unpenalized {
         if m.len() != p {
             return Err(invalid!(
@@ -849,13 +946,17 @@ pub fn fit<T: Real>(
     )
 }
 
+/// Rows with positive weight and their total; reads the weights only.
 fn weight_totals<T: Real>(d: &Data<T>) -> (usize, f64) {
     let leaf = |a: usize, b: usize| {
         let (mut c, mut s) = (0_usize, 0.0);
-        d.each_row(a, b, |_, w, _| {
-            c += 1;
-            s += w;
-        });
+        for k in a..b {
+            let w = d.weight(d.row(k));
+            if w > 0.0 {
+                c += 1;
+                s += w;
+            }
+        }
         (c, s)
     };
     reduce(d.len(), &leaf, &|a: (usize, f64), b: (usize, f64)| {
@@ -866,7 +967,7 @@ fn weight_totals<T: Real>(d: &Data<T>) -> (usize, f64) {
 fn fit_data<T: Real>(d: &Data<T>, opts: &FitOptions) -> Result<LogisticFit> {
     let p = d.p;
     let free: Vec<bool> = match &opts.unpenalized {
-        _ if opts.l2 == 0.0 => vec![true; p],
+        _ if opts.l2 == 0.0 && opts.l1 == 0.0 => vec![true; p],
         Some(m) => m.clone(),
         None => vec![false; p],
     };
@@ -880,32 +981,62 @@ fn fit_data<T: Real>(d: &Data<T>, opts: &FitOptions) -> Result<LogisticFit> {
         l2: opts.l2,
         free: &free,
     };
-    let run = newton(
-        d,
-        &ridge,
-        opts.tol,
-        total_weight,
-        NewtonRun::start(p),
-        opts.max_iter,
-    );
-    let probed = probe(d, &ridge, total_weight, &run);
-    let sep = separation_report(d, probed.as_ref().unwrap_or(&run), &free);
+    let solver = match opts.solver {
+        Solver::Auto if opts.l1 > 0.0 || p > NEWTON_MAX_P => Solver::Lbfgs,
+        Solver::Auto => Solver::Newton,
+        s => s,
+    };
+    let (mut run, sep) = if solver == Solver::Newton {
+        let run = newton(
+            d,
+            &ridge,
+            opts.tol,
+            total_weight,
+            NewtonRun::start(p),
+            opts.max_iter,
+        );
+        let probed = probe(d, &ridge, total_weight, &run);
+        let sep = separation_report(d, probed.as_ref().unwrap_or(&run), &free);
+        (run, sep)
+    } else {
+        let pen = lbfgs::Penalty {
+            l2: opts.l2,
+            l1: opts.l1,
+            free: &free,
+        };
+        let run = lbfgs::lbfgs(d, &pen, opts.tol, total_weight, opts.max_iter, opts.history);
+        let sep = separation_report(d, &run, &free);
+        (run, sep)
+    };
     let status = if sep.fatal {
         FitStatus::Separated
     } else {
         run.status
     };
-    let cov = if status == FitStatus::Separated {
-        None
-    } else {
+    let want_cov = status != FitStatus::Separated && opts.covariance && opts.l1 == 0.0;
+    if want_cov && run.hess.is_empty() {
+        let mut e = eval_full(d, &run.beta);
+        run.hess = ridge.complete(&mut e, &run.beta);
+    }
+    let cov = if want_cov {
         let l = cholesky(&run.hess, p).map_err(|j| singular_error(j, opts.l2))?;
         Some(chol_inverse(&l, p))
+    } else {
+        None
     };
     let se = cov
         .as_ref()
         .map(|c| (0..p).map(|j| c[j * p + j].sqrt()).collect());
+    let l1_term: f64 = opts.l1
+        * run
+            .beta
+            .iter()
+            .zip(&free)
+            .filter(|(_, f)| !**f)
+            .map(|(b, _)| b.abs())
+            .sum::<f64>();
     Ok(LogisticFit {
-        penalty: ridge.value(&run.beta),
+        penalty: ridge.value(&run.beta) + l1_term,
         coef: run.beta,
         cov,
         se,
@@ -917,9 +1048,69 @@ fn fit_data<T: Real>(d: &Data<T>, opts: &FitOptions) -> Result<LogisticFit> {
         separated_features: sep.features,
         separating_direction: sep.direction,
         ridge_steps: run.ridge_steps,
+        solver,
         n_obs,
         total_weight,
     })
+}
+
+/// Fit one model per group of rows, in parallel: group `g` is the rows
+/// `indices[offsets[g]..offsets[g + 1]]` of `x` (a row may serve several
+/// groups, as shared anchor rows do). Each fit is exactly [`fit`] on those
+/// rows; `x` is never copied.
+///
+/// # Errors
+///
+/// As [`fit`], plus `InvalidInput` for offsets that do not rise from 0 to
+/// `indices.len()` or an index outside `0..n`; a group's error is prefixed
+/// with its number.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_groups<T: Real>(
+    x: &[T],
+    n: usize,
+    p: usize,
+    y: &[f64],
+    w: Option<&[f64]>,
+    offsets: &[usize],
+    indices: &[usize],
+    opts: &FitOptions,
+) -> Result<Vec<LogisticFit>> {
+    validate_inputs(x, n, p, y, w)?;
+    validate_options(opts, p)?;
+    let rising = offsets.windows(2).all(|v| v[0] <= v[1]);
+    if offsets.first() != Some(&0) || offsets.last() != Some(&indices.len()) || !rising {
+        return Err(invalid!(
+            "offsets must rise from 0 to the number of indices ({})",
+            indices.len()
+        ));
+    }
+    if let Some(k) = indices.iter().position(|&i| i >= n) {
+        return Err(invalid!(
+            "indices[{k}] = {}; expected a row < {n}",
+            indices[k]
+        ));
+    }
+    (0..offsets.len() - 1)
+        .into_par_iter()
+        .map(|g| {
+            let d = Data {
+                x,
+                p,
+                y,
+                w,
+                rows: Some(&indices[offsets[g]..offsets[g + 1]]),
+                n,
+            };
+            fit_data(&d, opts).map_err(|e| in_group(g, e))
+        })
+        .collect()
+}
+
+fn in_group(g: usize, e: CoreError) -> CoreError {
+    match e {
+        CoreError::InvalidInput(m) => CoreError::InvalidInput(format!("group {g}: {m}")),
+        CoreError::Fit(m) => CoreError::Fit(format!("group {g}: {m}")),
+    }
 }
 
 fn singular_error(j: usize, l2: f64) -> CoreError {
@@ -953,6 +1144,9 @@ pub struct KFoldResult {
     pub fold_weight: Vec<f64>,
     pub fold_status: Vec<FitStatus>,
     pub fold_separated: Vec<Vec<usize>>,
+    /// sigma(x_i . beta) of each row under the fit that held it out; `None`
+    /// when some fold has no usable fit.
+    pub held_out_prob: Option<Vec<f64>>,
 }
 
 /// SplitMix64 (Steele, Lea & Flood, OOPSLA 2014): a 64-bit state advanced by
@@ -1055,7 +1249,9 @@ pub fn kfold<T: Real>(
         fold_weight: Vec::with_capacity(k),
         fold_status: Vec::with_capacity(k),
         fold_separated: Vec::with_capacity(k),
+        held_out_prob: None,
     };
+    let mut prob = vec![0.0; n];
     let mut pooled = Some((0.0, 0.0, 0.0));
     for f in 0..k {
         let (test, train): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| fold_of_row[i] == f);
@@ -1073,6 +1269,7 @@ pub fn kfold<T: Real>(
             ..train_d
         };
         let (ws, acc, loss, rows) = score(&test_d, &fitted.coef);
+        predict_into(&test_d, &fitted.coef, &mut prob);
         let usable = fitted.status != FitStatus::Separated;
         let mean = |s: f64| (usable && ws > 0.0).then(|| s / ws);
         out.fold_accuracy.push(mean(acc));
@@ -1087,9 +1284,20 @@ pub fn kfold<T: Real>(
     }
     if let Some((ws, acc, loss)) = pooled.filter(|t| t.0 > 0.0) {
         (out.accuracy, out.log_loss) = (Some(acc / ws), Some(loss / ws));
+        out.held_out_prob = Some(prob);
     }
     out.fold_of_row = fold_of_row;
     Ok(out)
+}
+
+/// sigma(x_i . beta) for every row of `d` (zero weights included).
+fn predict_into<T: Real>(d: &Data<T>, beta: &[f64], out: &mut [f64]) {
+    let mut buf = vec![0.0; d.p];
+    for k in 0..d.len() {
+        let i = d.row(k);
+        d.load(i, &mut buf);
+        out[i] = sigmoid(dot(&buf, beta));
+    }
 }
 
 fn in_fold(f: usize, e: CoreError) -> CoreError {
@@ -1463,6 +1671,248 @@ mod tests {
         assert!((r.log_loss.unwrap() - 2.0_f64.ln()).abs() < 1e-15);
         assert!(kfold(&x, 10, 1, &[0.5; 10], None, 11, 0, &FitOptions::default()).is_err());
         assert!(kfold(&x, 10, 1, &[0.5; 10], None, 1, 0, &FitOptions::default()).is_err());
+    }
+
+    fn lbfgs_opts(tol: f64) -> FitOptions {
+        FitOptions {
+            solver: Solver::Lbfgs,
+            tol,
+            max_iter: 500,
+            ..FitOptions::default()
+        }
+    }
+
+    #[test]
+    fn lbfgs_matches_newton() {
+        let beta = [0.3, -1.0, 0.5, 0.0, 2.0, -0.25];
+        let (x, y) = simulate(5000, &beta, 17);
+        let tight = FitOptions {
+            tol: 1e-13,
+            ..FitOptions::default()
+        };
+        let newton = fit(&x, 5000, 6, &y, None, &tight).unwrap();
+        let lb = fit(&x, 5000, 6, &y, None, &lbfgs_opts(1e-11)).unwrap();
+        assert_eq!(
+            (lb.solver, lb.status),
+            (Solver::Lbfgs, FitStatus::Converged)
+        );
+        for j in 0..6 {
+            assert!((lb.coef[j] - newton.coef[j]).abs() < 1e-7, "{j}");
+            let (a, b) = (lb.se.as_ref().unwrap()[j], newton.se.as_ref().unwrap()[j]);
+            assert!((a - b).abs() < 1e-7 * b);
+        }
+        // With a ridge on all but the intercept, too.
+        let ridge = FitOptions {
+            l2: 50.0,
+            unpenalized: Some(vec![true, false, false, false, false, false]),
+            ..tight
+        };
+        let n2 = fit(&x, 5000, 6, &y, None, &ridge).unwrap();
+        let l2 = fit(
+            &x,
+            5000,
+            6,
+            &y,
+            None,
+            &FitOptions {
+                solver: Solver::Lbfgs,
+                tol: 1e-11,
+                max_iter: 500,
+                ..ridge.clone()
+            },
+        )
+        .unwrap();
+        for j in 0..6 {
+            assert!((l2.coef[j] - n2.coef[j]).abs() < 1e-7, "{j}");
+        }
+    }
+
+    #[test]
+    fn auto_picks_lbfgs_for_many_features() {
+        let mut beta = vec![0.0; 40];
+        beta[1] = 1.0;
+        let (x, y) = simulate(3000, &beta, 5);
+        let f = fit(
+            &x,
+            3000,
+            40,
+            &y,
+            None,
+            &FitOptions {
+                tol: 1e-9,
+                max_iter: 500,
+                ..FitOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((f.solver, f.status), (Solver::Lbfgs, FitStatus::Converged));
+        let n = fit(
+            &x,
+            3000,
+            40,
+            &y,
+            None,
+            &FitOptions {
+                solver: Solver::Newton,
+                ..FitOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(n.solver, Solver::Newton);
+        for j in 0..40 {
+            assert!((f.coef[j] - n.coef[j]).abs() < 1e-5, "{j}");
+        }
+    }
+
+    /// OWL-QN: exact zeros, and the lasso's optimality conditions
+    /// |g_j| <= l1 at zeros, g_j = -l1 sign(beta_j) elsewhere.
+    #[test]
+    fn owlqn_satisfies_lasso_conditions() {
+        let beta = [0.0, 1.5, -1.0, 0.0, 0.0, 0.05, 0.0, 0.8];
+        let (x, y) = simulate(4000, &beta, 23);
+        let mut free = vec![false; 8];
+        free[0] = true;
+        let opts = FitOptions {
+            l1: 40.0,
+            unpenalized: Some(free.clone()),
+            ..lbfgs_opts(1e-10)
+        };
+        let f = fit(&x, 4000, 8, &y, None, &opts).unwrap();
+        assert_eq!(f.status, FitStatus::Converged);
+        assert!(f.cov.is_none() && f.se.is_none());
+        let zeros: Vec<usize> = (0..8).filter(|&j| f.coef[j] == 0.0).collect();
+        assert!(
+            zeros.contains(&3) && zeros.contains(&4) && zeros.contains(&6),
+            "{:?}",
+            f.coef
+        );
+        assert!(f.coef[1] > 1.0 && f.coef[2] < -0.5);
+        let d = Data {
+            x: &x[..],
+            p: 8,
+            y: &y,
+            w: None,
+            rows: None,
+            n: 4000,
+        };
+        let (_, g) = lbfgs::eval_grad(&d, &f.coef);
+        for j in 0..8 {
+            if free[j] {
+                assert!(g[j].abs() < 1e-5, "{j}: {}", g[j]);
+            } else if f.coef[j] == 0.0 {
+                assert!(g[j].abs() <= 40.0 + 1e-5, "{j}: {}", g[j]);
+            } else {
+                assert!(
+                    (g[j] + 40.0 * f.coef[j].signum()).abs() < 1e-5,
+                    "{j}: {}",
+                    g[j]
+                );
+            }
+        }
+        let l1_term: f64 = (1..8).map(|j| f.coef[j].abs()).sum::<f64>() * 40.0;
+        assert!((f.penalty - l1_term).abs() < 1e-9);
+        let newton_l1 = FitOptions {
+            solver: Solver::Newton,
+            ..opts
+        };
+        assert!(fit(&x, 4000, 8, &y, None, &newton_l1).is_err());
+    }
+
+    #[test]
+    fn lbfgs_f32_in_place_and_weights() {
+        let (x, y) = simulate(3000, &[0.2, -0.6, 0.9], 31);
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let x64: Vec<f64> = x32.iter().map(|&v| f64::from(v)).collect();
+        let a = fit(&x32, 3000, 3, &y, None, &lbfgs_opts(1e-10)).unwrap();
+        let b = fit(&x64, 3000, 3, &y, None, &lbfgs_opts(1e-10)).unwrap();
+        assert_eq!(a, b);
+        // Weight 2 on every row equals each row twice.
+        let w = vec![2.0; 3000];
+        let c = fit(&x64, 3000, 3, &y, Some(&w), &lbfgs_opts(1e-10)).unwrap();
+        for j in 0..3 {
+            assert!((c.coef[j] - b.coef[j]).abs() < 1e-7);
+        }
+    }
+
+    #[test]
+    fn lbfgs_separation_is_reported() {
+        let (x, y) = battles(10, 0);
+        let f = fit(&x, 20, 2, &y, None, &lbfgs_opts(1e-8)).unwrap();
+        assert_eq!(f.status, FitStatus::Separated);
+        assert_eq!(f.separated_features, vec![1]);
+    }
+
+    #[test]
+    fn groups_equal_separate_fits() {
+        let (x, y) = simulate(900, &[0.1, 0.7, -0.4], 8);
+        let rows_a: Vec<usize> = (0..600).collect();
+        let rows_b: Vec<usize> = (300..900).collect();
+        let idx: Vec<usize> = rows_a.iter().chain(&rows_b).copied().collect();
+        let fits = fit_groups(
+            &x,
+            900,
+            3,
+            &y,
+            None,
+            &[0, 600, 1200],
+            &idx,
+            &FitOptions::default(),
+        )
+        .unwrap();
+        let a = fit(&x[..1800], 600, 3, &y[..600], None, &FitOptions::default()).unwrap();
+        let b = fit(&x[900..], 600, 3, &y[300..], None, &FitOptions::default()).unwrap();
+        for j in 0..3 {
+            assert!((fits[0].coef[j] - a.coef[j]).abs() < 1e-12);
+            assert!((fits[1].coef[j] - b.coef[j]).abs() < 1e-12);
+        }
+        assert!(fit_groups(
+            &x,
+            900,
+            3,
+            &y,
+            None,
+            &[0, 5],
+            &[0, 1, 2, 3, 900],
+            &FitOptions::default()
+        )
+        .is_err());
+        assert!(fit_groups(
+            &x,
+            900,
+            3,
+            &y,
+            None,
+            &[1, 5],
+            &[0, 1, 2, 3, 4],
+            &FitOptions::default()
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn kfold_held_out_probabilities() {
+        let (x, y) = simulate(500, &[0.0, 1.5], 4);
+        let r = kfold(&x, 500, 2, &y, None, 5, 7, &FitOptions::default()).unwrap();
+        let prob = r.held_out_prob.as_ref().unwrap();
+        // Recompute fold 0's predictions from a fit on the other folds.
+        let train: Vec<usize> = (0..500).filter(|&i| r.fold_of_row[i] != 0).collect();
+        let mut xt = Vec::new();
+        let mut yt = Vec::new();
+        for &i in &train {
+            xt.extend_from_slice(&x[i * 2..i * 2 + 2]);
+            yt.push(y[i]);
+        }
+        let f = fit(&xt, train.len(), 2, &yt, None, &FitOptions::default()).unwrap();
+        for i in (0..500).filter(|&i| r.fold_of_row[i] == 0) {
+            let eta = f.coef[0] * x[i * 2] + f.coef[1] * x[i * 2 + 1];
+            assert!((prob[i] - sigmoid(eta)).abs() < 1e-12);
+        }
+        // Pooled log-loss from the probabilities.
+        let ll: f64 = (0..500)
+            .map(|i| -(y[i] * prob[i].ln() + (1.0 - y[i]) * (1.0 - prob[i]).ln()))
+            .sum::<f64>()
+            / 500.0;
+        assert!((ll - r.log_loss.unwrap()).abs() < 1e-9);
     }
 
     #[test]
