@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import polars as pl
+import pytest
 
 from rlhf_diag.cli import main
 
@@ -48,3 +49,33 @@ def test_console_script_runs(tmp_path):
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert "format=pairs" in res.stdout
+
+
+def test_bad_options_refused_before_work(tmp_path, capsys):
+    p = tmp_path / "p.jsonl"
+    pl.DataFrame({"chosen": ["a", "bb", "c"], "rejected": ["xx", "y", "zzz"]}).write_ndjson(p)
+    for opts in (["--folds", "-3"], ["--folds", "1"], ["--truncate", "0"], ["--truncate", "-5"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["audit", str(p), *opts])
+        assert exc.value.code == 2
+        assert opts[0] in capsys.readouterr().err
+    assert main(["audit", str(p), "--json", str(tmp_path / "no" / "x.json")]) == 2
+    assert "--json" in capsys.readouterr().err
+
+
+def test_fewer_pairs_than_folds_is_said(tmp_path, capsys):
+    p = tmp_path / "p.jsonl"
+    pl.DataFrame({"chosen": ["a", "bbbb", "c"], "rejected": ["xx", "y", "zzz"]}).write_ndjson(p)
+    out = tmp_path / "a.json"
+    assert main(["audit", str(p), "--json", str(out)]) == 0
+    assert "warning: style fit: no held-out figures: fewer pairs (3) than folds (5)" in (
+        capsys.readouterr().err)
+    cv = json.loads(out.read_text())["style_fit"]["cv"]
+    assert cv["accuracy"] is None and "fewer pairs" in cv["undefined"]
+
+
+def test_file_type_option(tmp_path):
+    p = tmp_path / "data.txt"
+    pl.DataFrame({"chosen": ["a", "bb"], "rejected": ["xx", "y"]}).write_csv(p)
+    assert main(["audit", str(p)]) == 2
+    assert main(["audit", str(p), "--file-type", "csv"]) == 0

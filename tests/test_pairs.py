@@ -169,3 +169,71 @@ def test_real_hh_splits(shared_data, split, n, missplits, identical):
         c, r, pr = raw["chosen"][int(i)], raw["rejected"][int(i)], f["prompt"][int(i)]
         assert c.startswith(pr) and r.startswith(pr) and pr.endswith("\n\nAssistant:")
         assert f["chosen"][int(i)] == c[len(pr):].strip()
+
+
+# ---------------------------------------------------- cases a new user found
+
+
+def test_text_column_holding_a_number_later_is_refused(tmp_path):
+    rows = [{"prompt": "p", "chosen": "a", "rejected": "b"} for _ in range(12)]
+    rows[10]["chosen"] = 5
+    with pytest.raises(InputError, match=r"chosen.*number in row 10"):
+        load_pairs(write_jsonl(tmp_path / "p.jsonl", rows))
+    rows[10]["chosen"] = ["x"]
+    with pytest.raises(InputError, match=r"chosen.*array in row 10"):
+        load_pairs(write_jsonl(tmp_path / "p.jsonl", rows))
+
+
+def test_nan_tokens_and_mixed_types_read_record_by_record(tmp_path):
+    p = tmp_path / "p.jsonl"
+    p.write_text('{"chosen": "a", "rejected": "b", "score": NaN}\n'
+                 '{"chosen": "c", "rejected": "d", "score": 1.0}\n')
+    ps = load_pairs(p)
+    assert ps.format == "pairs" and ps.n_pairs == 2
+    p.write_text('{"chosen": "a", "rejected": "b", "score": NaN}\n'
+                 '{"chosen": 3, "rejected": "d", "score": 1.0}\n')
+    with pytest.raises(InputError, match=r"row 1: 'chosen' is a number, but row 0 has text"):
+        load_pairs(p)
+
+
+def test_messages_rows_that_differ_before_the_reply_are_skipped(tmp_path):
+    def conv(user, reply):
+        return [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+
+    rows = [{"chosen": conv("q", "good"), "rejected": conv("q", "bad")},
+            {"chosen": conv("q", "aaa"), "rejected": conv("DIFFERENT", "b")},
+            {"chosen": [{"role": "user", "content": "q"}],
+             "rejected": [{"role": "user", "content": "q"}]},
+            {"chosen": None, "rejected": conv("q", "b")}]
+    ps = load_pairs(write_jsonl(tmp_path / "m.jsonl", rows))
+    assert ps.format == "messages" and ps.frame["row"].to_list() == [0]
+    assert ps.skipped.to_dict() == {
+        "chosen and rejected differ outside the final assistant reply": 2,
+        "null chosen": 1}
+    assert ps.skipped.examples["chosen and rejected differ outside the final assistant reply"] == [1, 2]
+
+
+def test_hh_with_windows_line_endings(shared_data, tmp_path):
+    raw = pl.read_ndjson(gzip.open(shared_data / "hh-rlhf" / "helpful-base" / "test.jsonl.gz"))
+    crlf = raw.head(200).select(pl.all().str.replace_all("\n", "\r\n", literal=True))
+    p = tmp_path / "crlf.jsonl"
+    crlf.write_ndjson(p)
+    ps, ref = load_pairs(p), load_pairs(write_jsonl(tmp_path / "lf.jsonl", raw.head(200).to_dicts()))
+    assert ps.format == "hh" and ps.n_pairs == 200 and ps.notes["hh_marker"] == "\r\n\r\nAssistant:"
+    assert ps.frame["chosen"].str.replace_all("\r\n", "\n", literal=True).to_list() == ref.frame["chosen"].to_list()
+
+
+def test_alpaca_eval_preference_must_be_numeric(tmp_path):
+    rows = [{"instruction": "i", "output_1": "a", "output_2": "b", "preference": "abc"},
+            {"instruction": "i", "output_1": "a", "output_2": "b", "preference": "2"}]
+    p = tmp_path / "annotations.json"
+    p.write_text(json.dumps(rows))
+    with pytest.raises(InputError, match="'preference' must hold numbers"):
+        load_pairs(p, "alpaca_eval")
+
+
+def test_empty_file_is_refused(tmp_path):
+    p = tmp_path / "empty.jsonl"
+    p.write_text("")
+    with pytest.raises((InputError, DataFormatError), match="empty.jsonl"):
+        load_pairs(p)

@@ -239,8 +239,11 @@ def _style_fit(fc, fr, folds: int, seed: int) -> tuple[dict, list[str]]:
         "features": kept,
         "dropped_no_variation": dropped,
     }
-    if not kept or x.shape[0] < 2:
+    if not kept:
         out["undefined"] = "no feature differs between chosen and rejected"
+        return out, notes
+    if x.shape[0] < 2:
+        out["undefined"] = f"{x.shape[0]} pair: too few to fit"
         return out, notes
     y = np.ones(x.shape[0])
     with warnings.catch_warnings():
@@ -264,6 +267,11 @@ def _style_fit(fc, fr, folds: int, seed: int) -> tuple[dict, list[str]]:
                converged=bool(fit.converged_))
     if x.shape[0] >= folds:
         out["cv"] = _cross_validate(x, y, kept, folds, seed, l2, notes)
+    else:
+        out["cv"] = {"folds": folds, "seed": seed, "accuracy": None, "log_loss": None,
+                     "undefined": f"fewer pairs ({x.shape[0]}) than folds ({folds})"}
+        notes.append((DataQualityWarning, f"style fit: no held-out figures: "
+                      f"{out['cv']['undefined']}"))
     return out, notes
 
 
@@ -324,6 +332,12 @@ def audit(
     -------
     AuditResult
     """
+    if not isinstance(folds, int) or folds < 2:
+        raise InputError(f"folds = {folds!r}; expected an integer >= 2")
+    if truncate is not None and (not isinstance(truncate, int) or truncate < 1):
+        raise InputError(f"truncate = {truncate!r}; expected a positive integer")
+    if truncate_unit not in ("chars", "words"):
+        raise InputError(f"truncate_unit = {truncate_unit!r}; expected 'chars' or 'words'")
     ps = data if isinstance(data, PairSet) else load_pairs(data, format, **load_kwargs)
     if ps.n_pairs == 0:
         raise InputError(f"{ps.source}: no pairs left to audit ({ps.skipped.to_dict()})")

@@ -31,6 +31,7 @@ Rows are numbered from 0 in file order in every message and count.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 from collections import Counter
@@ -49,6 +50,8 @@ log = logging.getLogger("rlhf_diag")
 
 FORMATS = ("pairs", "hh", "messages", "alpaca_eval")
 HH_MARKER = "\n\nAssistant:"
+#: The same marker in files written with Windows line endings.
+HH_MARKER_CRLF = "\r\n\r\nAssistant:"
 #: How many example row numbers are kept per skip reason.
 N_EXAMPLE_ROWS = 5
 
@@ -111,19 +114,23 @@ class PairSet:
         return self.frame.height
 
 
-def _read_messages_records(path: Path) -> list[dict]:
-    """Messages files hold a column whose type changes between rows (a string
-    in one, a list of parts in the next), which a typed reader refuses: read
-    them record by record."""
-    fmt = detect_table_format(path)
-    if fmt == "parquet" or fmt == "csv":
-        return read_table(path, fmt).to_dicts()
+def _read_json_records(path: Path) -> list[dict]:
+    """Read a JSON / JSONL file record by record with Python's json module.
+
+    Used where a typed reader cannot be: message files whose ``content`` is a
+    string in one row and a list of parts in the next (polars would turn the
+    list into its JSON text), and files holding ``NaN`` / ``Infinity`` tokens.
+    A line that is not JSON is an error naming the line.
+    """
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
     text = raw.decode("utf-8")
     if text.lstrip().startswith("["):
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{path}: not valid JSON ({exc})") from None
     records = []
     for lineno, line in enumerate(text.splitlines()):
         if line.strip():
@@ -134,11 +141,66 @@ def _read_messages_records(path: Path) -> list[dict]:
     return records
 
 
+def _kind(value) -> str:
+    if value is None:
+        return "null"
+    return {str: "text", bool: "a boolean", int: "a number", float: "a number",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _frame_from_records(records: list[dict], source: str) -> pl.DataFrame:
+    """A frame from parsed records, refusing a column whose type changes
+    between rows (naming the row) instead of coercing it."""
+    first: dict[str, tuple[str, int]] = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise InputError(f"{source}: row {i} is {_kind(rec)}, not a record")
+        for key, value in rec.items():
+            kind = _kind(value)
+            if kind == "null":
+                continue
+            seen = first.setdefault(key, (kind, i))
+            if seen[0] != kind:
+                raise InputError(
+                    f"{source}: row {i}: {key!r} is {kind}, but row {seen[1]} has {seen[0]}"
+                )
+    return pl.DataFrame(records, infer_schema_length=None)
+
+
+def _check_jsonl_text(path: Path, columns, source: str) -> None:
+    """polars reads a JSONL number or list in a text column as text; check
+    with pyarrow's strict JSON reader that the named columns hold only text
+    (or null), naming the first row that does not."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    schema = pa.schema([(c, pa.string()) for c in columns])
+    try:
+        pj.read_json(
+            io.BytesIO(raw),
+            read_options=pj.ReadOptions(block_size=len(raw) + 1),
+            parse_options=pj.ParseOptions(explicit_schema=schema,
+                                          unexpected_field_behavior="ignore"),
+        )
+    except pa.ArrowInvalid as exc:
+        msg = str(exc).replace("JSON parse error: ", "")
+        raise InputError(f"{source}: {msg} (columns {', '.join(columns)} must hold text)") from None
+
+
 # --------------------------------------------------------------------- detect
 
 
 def _looks_like_messages(df: pl.DataFrame, chosen_col: str) -> bool:
     return chosen_col in df.columns and isinstance(df.schema[chosen_col], pl.List)
+
+
+def _marker_of(text: str) -> str | None:
+    if HH_MARKER_CRLF in text:
+        return HH_MARKER_CRLF
+    return HH_MARKER if HH_MARKER in text else None
 
 
 def detect_format(df: pl.DataFrame, prompt_col: str, chosen_col: str) -> str:
@@ -149,10 +211,34 @@ def detect_format(df: pl.DataFrame, prompt_col: str, chosen_col: str) -> str:
     if _looks_like_messages(df, chosen_col):
         return "messages"
     if chosen_col in cols and prompt_col not in cols and df.schema[chosen_col] == pl.String:
-        has_marker = df[chosen_col].str.contains(HH_MARKER, literal=True).any()
+        col = df[chosen_col]
+        has_marker = (col.str.contains(HH_MARKER, literal=True).any()
+                      or col.str.contains(HH_MARKER_CRLF, literal=True).any())
         if has_marker:
             return "hh"
     return "pairs"
+
+
+def _detect_records_format(records, prompt_col: str, chosen_col: str) -> str:
+    """:func:`detect_format` for records parsed with Python's json."""
+    keys = set().union(*(r.keys() for r in records if isinstance(r, dict))) if records else set()
+    if {"instruction", "output_1", "output_2", "preference"} <= keys:
+        return "alpaca_eval"
+    if any(isinstance(r, dict) and isinstance(r.get(chosen_col), list) for r in records):
+        return "messages"
+    if chosen_col in keys and prompt_col not in keys and any(
+            isinstance(r, dict) and isinstance(r.get(chosen_col), str)
+            and _marker_of(r[chosen_col]) for r in records[:1000]):
+        return "hh"
+    return "pairs"
+
+
+def _text_columns(fmt, df, prompt_col, chosen_col, rejected_col) -> list[str]:
+    if fmt == "alpaca_eval":
+        cols = ["instruction", "output_1", "output_2"]
+    else:
+        cols = [chosen_col, rejected_col] + ([prompt_col] if fmt == "pairs" else [])
+    return [c for c in cols if c in df.columns]
 
 
 def _require(df: pl.DataFrame, cols, fmt: str, source: str) -> None:
@@ -212,13 +298,18 @@ def _from_hh(df, source, prompt_col, chosen_col, rejected_col):
     df = _drop_nulls(df, [chosen_col, rejected_col], skipped)
     co, cd = string_buffers(df[chosen_col], chosen_col)
     ro, rd = string_buffers(df[rejected_col], rejected_col)
-    splits = _core.split_dialogues(co, cd, ro, rd, HH_MARKER)
+    # One marker per file: CRLF files carry "\r\n\r\nAssistant:", which
+    # does not contain the LF marker.
+    n_crlf = int(df[chosen_col].str.contains(HH_MARKER_CRLF, literal=True).sum())
+    marker = HH_MARKER_CRLF if 2 * n_crlf > df.height else HH_MARKER
+    splits = _core.split_dialogues(co, cd, ro, rd, marker)
     end, naive_c, naive_r = splits[:, 0], splits[:, 1], splits[:, 2]
     no_marker = end < 0
     skipped.add("no assistant marker in the shared prefix", df["row"].filter(pl.Series(no_marker)).to_list())
     missplit = ~no_marker & ((naive_c != end) | (naive_r != end))
     miss_rows = df["row"].filter(pl.Series(missplit)).to_list()
     notes = {
+        "hh_marker": marker,
         "hh_naive_missplits": len(miss_rows),
         "hh_naive_missplit_rows": miss_rows[:N_EXAMPLE_ROWS],
     }
@@ -235,9 +326,17 @@ def _from_alpaca_eval(df, source, prompt_col, chosen_col, rejected_col):
     cols = ["instruction", "output_1", "output_2", "preference"]
     _require(df, cols, "alpaca_eval", source)
     _require_strings(df, cols[:3], source)
+    if not df.schema["preference"].is_numeric() and df.schema["preference"] != pl.Null:
+        raise InputError(
+            f"{source}: 'preference' must hold numbers in [1, 2] (or null), found "
+            f"{df.schema['preference']}"
+        )
     skipped = SkipLog()
-    pref = pl.col("preference").cast(pl.Float64)
-    df = df.with_columns(_pref=pref)
+    df = df.with_columns(_pref=pl.col("preference").cast(pl.Float64))
+    nan = df.filter(pl.col("_pref").is_nan())
+    if nan.height:
+        raise InputError(f"{source}: preference is NaN on {nan.height} row(s), the first "
+                         f"row {nan['row'][0]}; a failed annotation is null")
     skipped.add("failed annotation (null preference)", df.filter(pl.col("_pref").is_null())["row"].to_list())
     df = df.filter(pl.col("_pref").is_not_null())
     draw = (pl.col("_pref") == 1.5) | (pl.col("_pref") == 0.0)
@@ -298,11 +397,23 @@ def _render(msgs: list[tuple[str, str]]) -> str:
 
 
 def _from_messages(records, source, prompt_col, chosen_col, rejected_col):
+    """Normalise message-list records. The prompt is the explicit prompt
+    column, or else the messages the two conversations share before they
+    differ; what follows must be assistant messages on both sides (their
+    texts joined by a blank line), else the row is skipped and counted."""
+    if not records:
+        raise InputError(f"{source}: the file holds no rows")
+    for col in (chosen_col, rejected_col):
+        if not any(isinstance(r, dict) and col in r for r in records):
+            raise InputError(f"{source}: no record has the key {col!r} (format 'messages')")
     skipped = SkipLog()
     rows, prompts, chosen, rejected, extra = [], [], [], [], []
     for i, rec in enumerate(records):
-        if not isinstance(rec, dict) or chosen_col not in rec or rejected_col not in rec:
-            raise InputError(f"{source}: row {i}: needs {chosen_col!r} and {rejected_col!r}")
+        if not isinstance(rec, dict):
+            raise InputError(f"{source}: row {i} is {_kind(rec)}, not a record")
+        if rec.get(chosen_col) is None or rec.get(rejected_col) is None:
+            skipped.add(f"null {chosen_col if rec.get(chosen_col) is None else rejected_col}", [i])
+            continue
         try:
             c = _messages(rec[chosen_col], f"row {i}: {chosen_col}")
             r = _messages(rec[rejected_col], f"row {i}: {rejected_col}")
@@ -317,11 +428,16 @@ def _from_messages(records, source, prompt_col, chosen_col, rejected_col):
         if not c or not r:
             skipped.add("no response after the prompt", [i])
             continue
+        if any(role != "assistant" for role, _ in c + r):
+            skipped.add("chosen and rejected differ outside the final assistant reply", [i])
+            continue
         rows.append(i)
         prompts.append(_render(p))
         chosen.append("\n\n".join(t for _, t in c))
         rejected.append("\n\n".join(t for _, t in r))
-        extra.append({k: v for k, v in rec.items() if k not in (prompt_col, chosen_col, rejected_col) and not isinstance(v, (list, dict))})
+        extra.append({k: v for k, v in rec.items()
+                      if k not in (prompt_col, chosen_col, rejected_col)
+                      and not isinstance(v, (list, dict))})
     frame = pl.DataFrame({"row": rows, "prompt": prompts, "chosen": chosen, "rejected": rejected}, schema_overrides={"row": pl.UInt32, "prompt": pl.String, "chosen": pl.String, "rejected": pl.String})
     if extra and any(extra):
         frame = pl.concat([frame, pl.DataFrame(extra, infer_schema_length=None)], how="horizontal")
@@ -340,6 +456,7 @@ def load_pairs(
     prompt_col: str = "prompt",
     chosen_col: str = "chosen",
     rejected_col: str = "rejected",
+    file_type: str | None = None,
 ) -> PairSet:
     """Read a preference file into a :class:`PairSet`.
 
@@ -354,6 +471,9 @@ def load_pairs(
         ``pairs``.
     prompt_col, chosen_col, rejected_col
         Column names (``pairs`` and ``messages`` formats).
+    file_type
+        ``jsonl``, ``json``, ``csv`` or ``parquet``; detected from the file
+        name when None.
 
     Raises
     ------
@@ -367,27 +487,34 @@ def load_pairs(
     source = str(path)
     if format is not None and format not in FORMATS:
         raise InputError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
-    df = None
-    if format != "messages":
-        try:
-            df = read_table(path)
-        except DataFormatError:
-            # A column whose type changes between rows (string content in one
-            # message, a list of parts in the next) defeats the typed reader.
-            if format not in (None, "messages") or not path.is_file():
-                raise
-        if df is not None and format is None:
-            format = detect_format(df, prompt_col, chosen_col)
-        elif df is None:
-            format = "messages"
+    file_type = file_type or detect_table_format(path)
+    json_like = file_type in ("json", "jsonl")
+    df = records = None
+    try:
+        df = read_table(path, file_type)
+    except DataFormatError:
+        # A column whose type changes between rows, or NaN / Infinity tokens,
+        # defeat the typed reader: parse record by record instead.
+        if not json_like or not path.is_file():
+            raise
+        records = _read_json_records(path)
+    if format is None:
+        format = (detect_format(df, prompt_col, chosen_col) if df is not None
+                  else _detect_records_format(records, prompt_col, chosen_col))
     if format == "messages":
         # polars unifies a content that is a string in one row and a list of
-        # parts in the next by turning the list into its JSON text: read JSON
-        # record by record instead.
-        typed = df is not None and detect_table_format(path) in ("parquet", "csv")
-        records = df.to_dicts() if typed else _read_messages_records(path)
+        # parts in the next by turning the list into its JSON text, so JSON
+        # messages are always read record by record.
+        if records is None:
+            records = _read_json_records(path) if json_like else df.to_dicts()
         frame, skipped, notes, n_read = _from_messages(records, source, prompt_col, chosen_col, rejected_col)
     else:
+        if df is None:
+            df = _frame_from_records(records, source)
+        elif file_type == "jsonl":
+            _check_jsonl_text(path, _text_columns(format, df, prompt_col, chosen_col, rejected_col), source)
+        if df.height == 0:
+            raise InputError(f"{source}: the file holds no rows")
         n_read = df.height
         df = df.with_row_index("row")
         frame, skipped, notes = _NORMALISERS[format](df, source, prompt_col, chosen_col, rejected_col)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from rlhf_diag.cli._args import at_least, check_output, positive_int
 from rlhf_diag.cli._progress import stage
 
 NAME = "audit"
@@ -16,20 +17,25 @@ HELP = "audit a preference file: length/format bias, data quality, style fit"
 
 
 def add_arguments(p) -> None:
+    from rlhf_diag.io import TABLE_FORMATS
     from rlhf_diag.pairs import FORMATS
 
     p.add_argument("path", type=Path, help="JSONL (plain or .gz), JSON, CSV or Parquet")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="input format (detected from the columns when omitted)")
+    p.add_argument("--file-type", choices=TABLE_FORMATS, default=None,
+                   help="file type (detected from the file name when omitted)")
     p.add_argument("--prompt-col", default="prompt")
     p.add_argument("--chosen-col", default="chosen")
     p.add_argument("--rejected-col", default="rejected")
-    p.add_argument("--truncate", type=int, default=None, metavar="N",
+    p.add_argument("--truncate", type=positive_int, default=None, metavar="N",
                    help="also count pairs identical after cutting to N units")
     p.add_argument("--truncate-unit", choices=("chars", "words"), default="chars")
-    p.add_argument("--folds", type=int, default=5, help="k for the style fit's k-fold CV")
+    p.add_argument("--folds", type=at_least(2), default=5,
+                   help="k for the style fit's k-fold CV (>= 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="threads for the text pass")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="threads for the text pass")
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
                    help="write every statistic as JSON (keys in docs/audit.md)")
     p.add_argument("--report", type=Path, default=None, metavar="PATH.html",
@@ -41,9 +47,12 @@ def run(args) -> int:
     from rlhf_diag.pairs import load_pairs
     from rlhf_diag.render import audit_tables
 
+    check_output(args.json, "--json")
+    check_output(getattr(args, "report", None), "--report")
     with stage(f"reading {args.path}"):
         ps = load_pairs(args.path, args.format, prompt_col=args.prompt_col,
-                        chosen_col=args.chosen_col, rejected_col=args.rejected_col)
+                        chosen_col=args.chosen_col, rejected_col=args.rejected_col,
+                        file_type=args.file_type)
     with stage(f"measuring {2 * ps.n_pairs} responses and fitting"):
         res = audit(ps, truncate=args.truncate, truncate_unit=args.truncate_unit,
                     folds=args.folds, random_state=args.seed, n_jobs=args.threads)

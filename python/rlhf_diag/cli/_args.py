@@ -1,0 +1,35 @@
+"""Argument types and checks shared by the subcommands: bad values are
+refused by argparse, naming the option, before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rlhf_diag.exceptions import InputError
+
+
+def at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+positive_int = at_least(1)
+
+
+def check_output(path: Path | None, option: str) -> None:
+    """Refuse an output path whose folder does not exist, before computing."""
+    if path is None:
+        return
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise InputError(f"{option} {path}: the folder {folder} does not exist")
