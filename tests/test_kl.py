@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import warnings
@@ -16,6 +17,7 @@ from rlhf_diag import kl
 from rlhf_diag import simulate_kl as sk
 from rlhf_diag.cli import main
 from rlhf_diag.exceptions import (
+    DataFormatError,
     DataQualityWarning,
     InputError,
     UndefinedStatisticError,
@@ -607,13 +609,182 @@ def test_cli_on_a_generated_rollout_file(tmp_path, capsys, suffix):
 def test_cli_errors_are_reported(tmp_path, capsys):
     df = sk.simulate_rollouts(20, 4, 5, seed=1).drop("reward")
     path = sk.write_rollouts(df, tmp_path / "r.jsonl")
-    assert main(["kl", str(path), "--beta", "0.1"]) == 2
-    assert "reward column" in capsys.readouterr().err
     assert main(["kl", str(path), "--mask-col", "nope"]) == 2
-    assert "'nope' not found" in capsys.readouterr().err
+    assert "--mask-col: column 'nope' not found" in capsys.readouterr().err
     assert (
         main(["kl", str(path), "--clamp=-1,1", "--length-col", "response_length"]) == 0
     )
+
+
+# ------------------------------------------- defects of the first user
+
+
+def _write_lines(path, rows):
+    """JSONL exactly as Python's json.dumps writes it (NaN, -Infinity...)."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+PY_ROWS = [
+    # -inf, NaN and null padding, as docs/kl.md allows; +inf outside the mask.
+    {"policy_logprobs": [-0.5, -1.0, NINF], "ref_logprobs": [-0.7, -0.9, NINF],
+     "mask": [1, 1, 0], "reward": 1.0, "step": 0},
+    {"policy_logprobs": [-0.2, float("nan")], "ref_logprobs": [-0.1, None],
+     "mask": [1, 0], "reward": 0.5, "step": 1},
+    {"policy_logprobs": [-0.3, float("inf")], "ref_logprobs": [-0.6, NINF],
+     "mask": [1, 0], "reward": 2.0, "step": 1},
+]  # fmt: skip
+PY_K1 = [0.1, -0.1, 0.3]  # per-sequence sums of log pi - log pi_ref
+
+
+def test_json_with_nan_and_infinity_tokens_is_read(tmp_path, capsys):
+    path = _write_lines(tmp_path / "py.jsonl", PY_ROWS)
+    assert "-Infinity" in path.read_text() and "NaN" in path.read_text()
+    frame = kl.read_rollouts(path)
+    pol, ref = frame["policy_logprobs"].to_list(), frame["ref_logprobs"].to_list()
+    assert pol[0][2] == NINF and math.isnan(pol[1][1]) and pol[2][1] == math.inf
+    assert ref[1][1] is None  # null stays null
+    out = tmp_path / "kl.json"
+    assert main(["kl", str(path), "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    k1 = [r["k1"] for r in got["per_sequence"]]
+    np.testing.assert_allclose(k1, PY_K1, atol=1e-14)
+    assert [r["n_tokens"] for r in got["per_sequence"]] == [2, 1, 1]
+    # A JSON array of records with the same tokens, gzipped, reads the same.
+    arr = tmp_path / "py.json.gz"
+    arr.write_bytes(gzip.compress(json.dumps(PY_ROWS).encode()))
+    assert kl.read_rollouts(arr)["mask"].to_list() == [[1, 1, 0], [1, 0], [1, 0]]
+    # Inside the mask, a NaN is refused with its sequence and position.
+    rows = json.loads(json.dumps(PY_ROWS))
+    rows[1]["mask"] = [1, 1]
+    assert main(["kl", str(_write_lines(tmp_path / "in.jsonl", rows))]) == 2
+    assert "sequence 1, position 1: policy log-prob is NaN" in capsys.readouterr().err
+
+
+def test_an_unparseable_line_is_named(tmp_path, capsys):
+    path = tmp_path / "bad.jsonl"
+    good = json.dumps(PY_ROWS[0])
+    path.write_text(f"{good}\n\n{good}\n" + '{"policy_logprobs": [-0.2, NaN,}\n')
+    with pytest.raises(DataFormatError, match=r"line 4 is not valid JSON \(Expecting"):
+        kl.read_rollouts(path)
+    assert main(["kl", str(path)]) == 2
+    assert "bad.jsonl: line 4 is not valid JSON" in capsys.readouterr().err
+    path.write_text(f"{good}\n[1, 2]\n")
+    with pytest.raises(DataFormatError, match="line 2 holds a JSON list"):
+        kl.read_rollouts(path)
+
+
+def test_positive_logprobs_are_refused_beyond_rounding():
+    p = [[-1.0, -0.5, 9.0], [-0.2, 5.0, -1.0]]
+    q = [[-1.0, -0.7, -1.0], [-0.1, -0.3, -1.0]]
+    mask = [[1, 1, 0], [1, 1, 1]]  # the 9.0 is padding and is never read
+    msg = (
+        r"sequence 1, position 1: policy log-prob is 5 > 0 inside the mask; "
+        r"log-probs must be <= 0 \(up to 1e-6 for rounding\)"
+    )
+    with pytest.raises(InputError, match=msg):
+        kl.estimate_kl(p, q, mask=mask)
+    with pytest.raises(InputError, match="position 1: reference log-prob is 5"):
+        kl.estimate_kl(q, p, mask=mask)
+    with pytest.raises(InputError, match="sequence 1, position 1"):
+        kl.sequence_logprobs(p, mask=mask)
+    with pytest.raises(InputError, match="sequence 1, position 1"):
+        kl.ppo_token_rewards(p, q, [0.0, 0.0], beta=0.1, mask=mask)
+    # Rounding slack: +1e-7 is used as given (k1 = 1e-7 - (-1)), 2e-6 is not.
+    est = kl.estimate_kl([[1e-7]], [[-1.0]])
+    assert est.sums["k1"][0] == pytest.approx(1.0 + 1e-7, abs=1e-15)
+    assert kl.LOGPROB_TOL == 1e-6
+    with pytest.raises(InputError, match="policy log-prob is 0.000002 > 0"):
+        kl.estimate_kl([[2e-6]], [[-1.0]])
+
+
+def test_missing_rewards_are_called_null_not_nan(tmp_path, capsys):
+    p, q = [[-0.5], [-0.2], [-0.3]], [[-0.7], [-0.1], [-0.6]]
+    with pytest.raises(InputError, match=r"reward: sequence 1 is null \(missing\)"):
+        quiet(kl.estimate_kl, p, q, reward=[1.0, None, 2.0])
+    with pytest.raises(InputError, match="reward: sequence 2 is NaN"):
+        quiet(kl.estimate_kl, p, q, reward=[1.0, 0.0, float("nan")])
+    with pytest.raises(InputError, match="reward: sequence 0 is inf"):
+        quiet(kl.estimate_kl, p, q, reward=[math.inf, 0.0, 1.0])
+    rows = json.loads(json.dumps(PY_ROWS))
+    rows[2]["reward"] = None
+    path = _write_lines(tmp_path / "null.jsonl", rows)
+    assert main(["kl", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "reward column 'reward': sequence 2 is null (missing)" in err
+    assert "nan" not in err.lower()
+
+
+def test_curve_level_with_one_sequence_shows_a_dash(tmp_path, capsys):
+    path = _write_lines(tmp_path / "py.jsonl", PY_ROWS)
+    out = tmp_path / "kl.json"
+    assert main(["kl", str(path), "--json", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "None" not in shown
+    level0 = next(line for line in shown.splitlines() if line.startswith("│     0"))
+    assert level0.count("—") == 2  # reward_se and kl_se of the one-row level
+    assert "—: one sequence at that level, no standard error" in shown
+    rows = json.loads(out.read_text())["reward_vs_kl"]["rows"]
+    assert rows[0]["n"] == 1 and rows[0]["reward_se"] is None
+    assert rows[0]["kl_se"] is None
+    assert rows[0]["se_reason"] == "one sequence at this level, no standard error"
+    assert rows[1]["n"] == 2 and rows[1]["se_reason"] is None
+    assert rows[1]["reward_se"] == pytest.approx(0.75)  # sd(0.5, 2.0) / sqrt(2)
+
+
+def test_options_are_checked_before_any_work(tmp_path, capsys):
+    df = sk.simulate_rollouts(20, 4, 5, seed=1).drop("reward")
+    path = sk.write_rollouts(df, tmp_path / "r.jsonl")
+    out = tmp_path / "kl.json"
+    assert main(["kl", str(path), "--beta", "0.1", "--json", str(out)]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == ""  # no table printed before the error
+    assert "--beta needs per-sequence rewards" in cap.err and "--reward-col" in cap.err
+    assert not out.exists()
+    missing = tmp_path / "no_such_dir" / "x.json"
+    full = sk.write_rollouts(
+        sk.simulate_rollouts(20, 4, 5, seed=1), tmp_path / "f.jsonl"
+    )
+    assert main(["kl", str(full), "--json", str(missing)]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == ""
+    assert f"--json {missing}: folder {missing.parent} does not exist" in cap.err
+    assert main(["kl", str(full), "--json", str(tmp_path)]) == 2
+    assert "--json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--policy-col", "lp"], "--policy-col"),
+        (["--ref-col", "lq"], "--ref-col"),
+        (["--length-col", "len"], "--length-col"),
+        (["--reward-col", "score"], "--reward-col"),
+        (["--step-col", "epoch"], "--step-col"),
+        (["--beta", "-1"], "--beta"),
+        (["--beta", "nan"], "--beta"),
+        (
+            ["--length-col", "zero", "--beta", "0.1", "--aggregation", "mean"],
+            "--aggregation mean",
+        ),
+    ],
+)
+def test_cli_errors_name_options(tmp_path, capsys, argv, option):
+    df = sk.simulate_rollouts(20, 4, 5, seed=1).with_columns(zero=pl.lit(0))
+    path = sk.write_rollouts(df, tmp_path / "r.jsonl")
+    assert main(["kl", str(path), *argv]) == 2
+    cap = capsys.readouterr()
+    assert cap.err.startswith(f"error: {option}")
+    assert cap.out == ""
+    # Python parameter names (policy_col, n_jobs...) never reach the user.
+    assert "_col" not in cap.err and "n_jobs" not in cap.err
+
+
+def test_bad_clamp_names_the_option(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["kl", str(tmp_path / "r.jsonl"), "--clamp=1,0"])
+    assert exc.value.code == 2
+    assert "--clamp" in capsys.readouterr().err
 
 
 @settings(max_examples=150, deadline=None)

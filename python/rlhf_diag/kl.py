@@ -19,29 +19,36 @@ Estimators, per token sampled from π, with ``log r = log π_ref − log π``
 
 The per-token work runs in the Rust core (``rlhf_diag._core``) in float64,
 selecting masked positions (never multiplying by the mask) and refusing
-non-finite values inside the mask with the sequence and position.
+non-finite values, and log-probs above 0 (beyond :data:`LOGPROB_TOL` of
+rounding), inside the mask with the sequence and position.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.json as pa_json
 from scipy import stats
 
 from rlhf_diag import _core
 from rlhf_diag.exceptions import (
+    DataFormatError,
     DataQualityWarning,
     InputError,
     UndefinedStatisticError,
 )
+from rlhf_diag.io import detect_table_format, read_table
 
 log = logging.getLogger("rlhf_diag")
 
@@ -49,10 +56,15 @@ log = logging.getLogger("rlhf_diag")
 ESTIMATORS = ("k1", "k2", "k3", "abs", "mse")
 #: How a sequence's per-token values become one number.
 AGGREGATIONS = ("sum", "mean")
+#: Largest log-prob accepted inside the selection (0 plus rounding slack,
+#: 1e-6); the Rust core refuses anything above it with the sequence and
+#: position.
+LOGPROB_TOL: float = _core.KL_LOGPROB_TOL
 
 __all__ = [
     "AGGREGATIONS",
     "ESTIMATORS",
+    "LOGPROB_TOL",
     "DPORewards",
     "KLEstimates",
     "KLObjective",
@@ -68,6 +80,7 @@ __all__ = [
     "kl_objective",
     "mask_from_ids",
     "ppo_token_rewards",
+    "read_rollouts",
     "reward_kl_curve",
     "sequence_logprobs",
 ]
@@ -461,9 +474,42 @@ def _warn_negative_k1(est: KLEstimates, stacklevel: int) -> None:
 def _optional_column(x: Any, n: int, name: str) -> np.ndarray | None:
     if x is None:
         return None
-    arr = np.asarray(x)
+    arr = x.to_numpy() if isinstance(x, pl.Series) else np.asarray(x)
     if arr.shape != (n,):
         raise InputError(f"{name}: expected {n} values, found shape {arr.shape}")
+    return arr
+
+
+def _null_positions(x: Any, arr: np.ndarray) -> np.ndarray:
+    """Boolean mask of missing values (null / None, not NaN)."""
+    if isinstance(x, pl.Series):
+        return x.is_null().to_numpy()
+    if arr.dtype == object:
+        return np.array([v is None for v in arr], dtype=bool)
+    return np.zeros(arr.shape, dtype=bool)
+
+
+def _reward_column(x: Any, n: int, name: str) -> np.ndarray | None:
+    """Per-sequence rewards as float64; null, NaN and inf refused by name."""
+    arr = _optional_column(x, n, name)
+    if arr is None:
+        return None
+    null = _null_positions(x, arr)
+    if null.any():
+        i = int(np.flatnonzero(null)[0])
+        raise InputError(
+            f"{name}: sequence {i} is null (missing); every sequence needs a "
+            f"reward ({int(null.sum())} missing)"
+        )
+    try:
+        arr = arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: expected numbers, found {arr.dtype}") from None
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if len(bad):
+        i = int(bad[0])
+        what = "NaN" if math.isnan(arr[i]) else f"{arr[i]} (not finite)"
+        raise InputError(f"{name}: sequence {i} is {what}")
     return arr
 
 
@@ -478,12 +524,9 @@ def _estimate(
         clamp=clamp,
         **batch.core_args(),
     )
-    reward = _optional_column(extras.get("reward"), batch.n_seqs, "reward")
-    if reward is not None:
-        reward = reward.astype(np.float64)
-        if not np.isfinite(reward).all():
-            i = int(np.flatnonzero(~np.isfinite(reward))[0])
-            raise InputError(f"reward: sequence {i} is {reward[i]}")
+    names = extras.get("names", {})
+    n = batch.n_seqs
+    reward = _reward_column(extras.get("reward"), n, names.get("reward", "reward"))
     est = KLEstimates(
         sums={e: r[e] for e in ESTIMATORS},
         n_tokens=r["n_tokens"],
@@ -494,8 +537,8 @@ def _estimate(
         clamped=dict(zip(ESTIMATORS, r["clamped"])) if clamp else {},
         full=full,
         reward=reward,
-        step=_optional_column(extras.get("step"), batch.n_seqs, "step"),
-        group=_optional_column(extras.get("group"), batch.n_seqs, "group"),
+        step=_optional_column(extras.get("step"), n, names.get("step", "step")),
+        group=_optional_column(extras.get("group"), n, names.get("group", "group")),
     )
     _warn_negative_k1(est, stacklevel + 1)
     return est
@@ -533,7 +576,9 @@ def estimate_kl(
         ``(lo, hi)`` bounds applied to each per-token estimator value;
         :attr:`KLEstimates.clamped` counts the tokens changed.
     reward, step, group
-        Optional per-sequence values carried into the result.
+        Optional per-sequence values carried into the result. Every
+        sequence needs a finite reward: a null (None) or NaN is refused
+        with the sequence's index.
     policy_logits, ref_logits
         Optional whole distributions, one row per token position in the
         same layout (an extra trailing vocabulary axis); adds ``full``.
@@ -545,8 +590,9 @@ def estimate_kl(
     Raises
     ------
     InputError
-        Mismatched shapes, or a non-finite log-prob inside the selection
-        (the message names the sequence and the position).
+        Mismatched shapes, a non-finite log-prob inside the selection, or
+        one above 0 by more than :data:`LOGPROB_TOL` (the message names the
+        sequence and the position); a missing or non-finite reward.
 
     Warns
     -----
@@ -556,8 +602,10 @@ def estimate_kl(
     Notes
     -----
     Values outside the selection are never read, so padding may hold
-    ``-inf`` or NaN. Schulman (2020) derives the estimators; k1 and k3
-    are unbiased for tokens sampled from π, k2 is biased upward.
+    ``-inf`` or NaN. Log-probs are ≤ 0; values up to :data:`LOGPROB_TOL`
+    above 0 (float rounding, e.g. a float32 log-softmax) are used as
+    given. Schulman (2020) derives the estimators; k1 and k3 are unbiased
+    for tokens sampled from π, k2 is biased upward.
     """
     batch = _batch(policy_logprobs, ref_logprobs, mask, lengths)
     full = None
@@ -635,8 +683,125 @@ def estimate_kl_frame(
         mask=frame[mask_col] if mask_col else None,
         lengths=frame[length_col].to_numpy() if length_col else None,
     )
-    values = {k: frame[c].to_numpy() if c else None for k, c in extras.items()}
+    values: dict[str, Any] = {k: frame[c] if c else None for k, c in extras.items()}
+    values["names"] = {k: f"{k} column {c!r}" for k, c in extras.items() if c}
     return _estimate(batch, clamp, values, None, stacklevel=2)
+
+
+# --------------------------------------------------------------------------
+# Reading rollout files, including JSON with NaN / Infinity tokens.
+# --------------------------------------------------------------------------
+
+
+def _file_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot read file ({exc})") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataFormatError(f"{path}: corrupt gzip data ({exc})") from None
+    return raw
+
+
+def _first_bad_line(raw: bytes, path: Path) -> DataFormatError | None:
+    """The first line Python's json cannot read as an object, named by number."""
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            detail = (
+                f"{exc.msg} at column {exc.colno}"
+                if isinstance(exc, json.JSONDecodeError)
+                else str(exc)
+            )
+            return DataFormatError(
+                f"{path}: line {number} is not valid JSON ({detail})"
+            )
+        if not isinstance(row, dict):
+            return DataFormatError(
+                f"{path}: line {number} holds a JSON {type(row).__name__}, "
+                f"expected an object (one rollout per line)"
+            )
+    return None
+
+
+def _read_json_lines(raw: bytes, path: Path) -> pl.DataFrame:
+    # Arrow's JSON reader accepts NaN, Infinity and -Infinity and builds the
+    # list columns as flat values + offsets, with no Python object per token.
+    # One block for the whole file (up to 2 GiB) types every column from
+    # every row.
+    block = max(1 << 20, min(len(raw) + 1, (1 << 31) - 1))
+    try:
+        table = pa_json.read_json(
+            pa.BufferReader(raw), read_options=pa_json.ReadOptions(block_size=block)
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        bad = _first_bad_line(raw, path)
+        if bad is not None:
+            raise bad from None
+        raise DataFormatError(f"{path}: not readable as JSON lines ({exc})") from None
+    return pl.from_arrow(table)
+
+
+def _read_json_array(raw: bytes, path: Path) -> pl.DataFrame:
+    try:
+        rows = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(
+            f"{path}: line {exc.lineno} is not valid JSON ({exc.msg} at column "
+            f"{exc.colno})"
+        ) from None
+    except ValueError as exc:
+        raise DataFormatError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise DataFormatError(f"{path}: expected a JSON array of objects")
+    try:
+        return pl.from_dicts(rows, infer_schema_length=None)
+    except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
+        raise DataFormatError(f"{path}: cannot build a table ({exc})") from None
+
+
+def read_rollouts(path: str | Path, format: str | None = None) -> pl.DataFrame:
+    """Read a rollouts file; JSON may hold ``NaN``, ``Infinity``, ``-Infinity``.
+
+    Python's ``json.dumps`` writes non-finite floats as those bare tokens
+    (padding often holds ``-inf``), which strict JSON readers refuse. The
+    file is first read with :func:`rlhf_diag.io.read_table`; when a JSON
+    or JSONL file fails there, it is read again with a reader that accepts
+    the three tokens (NaN stays NaN, ±Infinity stays ±inf, null stays
+    null).
+
+    Parameters
+    ----------
+    path
+        JSONL, JSON, CSV or Parquet (optionally gzipped).
+    format
+        One of :data:`rlhf_diag.io.TABLE_FORMATS`; from the file name when
+        None.
+
+    Raises
+    ------
+    DataFormatError
+        The file cannot be read; for JSON a line that is not valid JSON
+        (even allowing the three tokens) is named by its number, from 1.
+    """
+    path = Path(path)
+    fmt = format or detect_table_format(path)
+    try:
+        return read_table(path, fmt)
+    except DataFormatError:
+        if fmt not in ("jsonl", "json") or not path.is_file():
+            raise
+    log.info("%s: strict JSON failed; reading with NaN / Infinity allowed", path)
+    raw = _file_bytes(path)
+    if fmt == "json" and raw.lstrip()[:1] == b"[":
+        return _read_json_array(raw, path)
+    return _read_json_lines(raw, path)
 
 
 # --------------------------------------------------------------------------
@@ -1006,12 +1171,23 @@ class RewardKLCurve:
     table: pl.DataFrame
 
     def to_dict(self) -> dict:
-        """JSON-ready: the labels and a list of rows."""
+        """JSON-ready: the labels and a list of rows.
+
+        Each row carries ``se_reason``: None, or why ``reward_se`` and
+        ``kl_se`` are None (one sequence at that level).
+        """
+        rows = self.table.to_dicts()
+        for row in rows:
+            row["se_reason"] = (
+                None
+                if row["n"] > 1
+                else "one sequence at this level, no standard error"
+            )
         return {
             "by": self.by,
             "estimator": self.estimator,
             "aggregation": self.aggregation,
-            "rows": self.table.to_dicts(),
+            "rows": rows,
         }
 
     def to_polars(self) -> pl.DataFrame:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 from pathlib import Path
 
+import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from rlhf_diag.exceptions import InputError
-from rlhf_diag.io import TABLE_FORMATS, read_table
+from rlhf_diag.exceptions import InputError, UndefinedStatisticError
+from rlhf_diag.io import TABLE_FORMATS
 from rlhf_diag.kl import (
     ESTIMATORS,
     estimate_kl_frame,
     kl_objective,
+    read_rollouts,
     reward_kl_curve,
 )
 
@@ -22,11 +26,17 @@ NAME = "kl"
 HELP = "KL estimators (k1, k2, k3, abs, mse) and the r - beta*KL objective of rollouts"
 
 
+#: Shown for a figure that has no value (a standard error from one value).
+MISSING = "—"
+
+
 def _clamp(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(x) for x in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LO,HI, got {text!r}") from None
+    if math.isnan(lo) or math.isnan(hi) or lo > hi:
+        raise argparse.ArgumentTypeError(f"need LO <= HI, got {text!r}")
     return lo, hi
 
 
@@ -76,8 +86,14 @@ def _table(est, token_mean: dict | None) -> Table:
         d = est.describe(e)
         tm = None if token_mean is None else token_mean[e]
         cells = [d["mean"], d["se"], d["min"], d["max"], tm]
-        t.add_row(e, *("n/a" if c is None else f"{c:.6g}" for c in cells))
+        t.add_row(e, *(_cell(c) for c in cells))
     return t
+
+
+def _cell(value) -> str:
+    if value is None:
+        return MISSING
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _curve_table(curve) -> Table:
@@ -87,12 +103,49 @@ def _curve_table(curve) -> Table:
     for col in curve.table.columns:
         t.add_column(col, justify="right")
     for row in curve.table.iter_rows():
-        t.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
+        t.add_row(*(_cell(v) for v in row))
+    if curve.table["n"].min() < 2:
+        t.caption = f"{MISSING}: one sequence at that level, no standard error"
     return t
 
 
-def run(args: argparse.Namespace) -> int:
-    frame = read_table(args.path, args.format)
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse bad options before reading or computing anything."""
+    if args.beta is not None and not (math.isfinite(args.beta) and args.beta >= 0):
+        raise InputError(f"--beta must be finite and >= 0, got {args.beta}")
+    if args.json is None:
+        return
+    folder = args.json.parent
+    if not folder.is_dir():
+        raise InputError(f"--json {args.json}: folder {folder} does not exist")
+    if args.json.is_dir():
+        raise InputError(f"--json {args.json}: is a folder; give a file path")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"--json {args.json}: folder {folder} is not writable")
+
+
+def _check_columns(frame: pl.DataFrame, args: argparse.Namespace) -> None:
+    """Every named column exists; --beta finds rewards. Errors name options."""
+    have = frame.columns
+    named = [
+        ("--policy-col", args.policy_col),
+        ("--ref-col", args.ref_col),
+        ("--mask-col", args.mask_col),
+        ("--length-col", args.length_col),
+        ("--reward-col", args.reward_col),
+        ("--step-col", args.step_col),
+    ]
+    for option, col in named:
+        if col is not None and col not in have:
+            raise InputError(f"{option}: column {col!r} not found; have {have}")
+    if args.beta is not None and args.reward_col is None and "reward" not in have:
+        raise InputError(
+            f"--beta needs per-sequence rewards: there is no 'reward' column; "
+            f"name one with --reward-col (have {have})"
+        )
+
+
+def _compute(frame: pl.DataFrame, args: argparse.Namespace):
     est = estimate_kl_frame(
         frame,
         policy_col=args.policy_col,
@@ -103,7 +156,33 @@ def run(args: argparse.Namespace) -> int:
         step_col=args.step_col,
         clamp=args.clamp,
     )
+    obj = curve = None
+    try:
+        if args.beta is not None:
+            obj = kl_objective(
+                est, args.beta, estimator=args.estimator, aggregation=args.aggregation
+            )
+        if est.reward is not None and est.step is not None:
+            curve = reward_kl_curve(
+                est, estimator=args.estimator, aggregation=args.aggregation
+            )
+    except UndefinedStatisticError as exc:
+        raise UndefinedStatisticError(
+            f"--aggregation {args.aggregation}: {exc}"
+        ) from None
+    return est, obj, curve
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_options(args)
+    frame = read_rollouts(args.path, args.format)
+    _check_columns(frame, args)
+    est, obj, curve = _compute(frame, args)
     out = est.to_dict()
+    if obj is not None:
+        out["objective"] = obj.to_dict()
+    if curve is not None:
+        out["reward_vs_kl"] = curve.to_dict()
     console = Console()
     console.print(_table(est, out["token_mean"]))
     share = out["share_negative_k1"]
@@ -114,21 +193,14 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.clamp is not None:
         console.print(f"clamp {args.clamp}: tokens changed {est.clamped}")
-    if args.beta is not None:
-        if est.reward is None:
-            raise InputError("--beta needs a reward column (see --reward-col)")
-        obj = kl_objective(
-            est, args.beta, estimator=args.estimator, aggregation=args.aggregation
-        )
-        out["objective"] = obj.to_dict()
+    if obj is not None:
         console.print(obj.summary())
-    if est.reward is not None and est.step is not None:
-        curve = reward_kl_curve(
-            est, estimator=args.estimator, aggregation=args.aggregation
-        )
-        out["reward_vs_kl"] = curve.to_dict()
+    if curve is not None:
         console.print(_curve_table(curve))
     if args.json is not None:
-        args.json.write_text(json.dumps(out, indent=2, default=str))
+        try:
+            args.json.write_text(json.dumps(out, indent=2, default=str))
+        except OSError as exc:
+            raise InputError(f"--json {args.json}: cannot write ({exc})") from None
         console.print(f"wrote {args.json}")
     return 0

@@ -138,5 +138,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kl_reduce, m)?)?;
     m.add_function(wrap_pyfunction!(kl_token_values, m)?)?;
     m.add_function(wrap_pyfunction!(kl_full, m)?)?;
+    m.add("KL_LOGPROB_TOL", kl::LOGPROB_TOL)?;
     Ok(())
 }

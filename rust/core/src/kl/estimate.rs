@@ -6,6 +6,12 @@
 //! cancellation. Clamping, when asked, bounds each estimator's per-token
 //! value (as OpenRLHF does) rather than the log-ratio, so k1 keeps its sign
 //! and the count of touched tokens is reported per estimator.
+//!
+//! Log-probs are ≤ 0. A selected value above [`LOGPROB_TOL`] is refused,
+//! not clipped: it means logits or probabilities were passed where
+//! log-probs belong, and every estimator would be silently wrong. The
+//! tolerance only absorbs rounding (log-softmax in float32 can return
+//! +1e-7 for a token of probability ≈ 1); such values are used unchanged.
 
 use rayon::prelude::*;
 
@@ -42,6 +48,9 @@ impl Estimator {
 }
 
 const NAMES: [&str; 5] = ["k1", "k2", "k3", "abs", "mse"];
+
+/// Largest log-prob accepted inside the selection: 0 plus rounding slack.
+pub const LOGPROB_TOL: f64 = 1e-6;
 
 /// Optional bounds applied to every per-token estimator value.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -119,6 +128,18 @@ fn checked_token(
             "sequence {i}, position {pos}: {which} log-prob is {v} inside the mask"
         ));
     }
+    if p > LOGPROB_TOL || q > LOGPROB_TOL {
+        let (which, v) = if p > LOGPROB_TOL {
+            ("policy", p)
+        } else {
+            ("reference", q)
+        };
+        return Err(invalid!(
+            "sequence {i}, position {pos}: {which} log-prob is {v} > 0 inside the \
+             mask; log-probs must be <= 0 (up to {LOGPROB_TOL:e} for rounding): \
+             were logits or probabilities passed?"
+        ));
+    }
     let mut v = token_estimates(p, q);
     if let Some(c) = clamp {
         for (x, n) in v.iter_mut().zip(clamped.iter_mut()) {
@@ -139,13 +160,15 @@ fn checked_token(
 }
 
 impl SeqStats {
-    /// Add one selected token; returns false when a value is not finite.
-    /// `CLAMP` is a constant so the unclamped loop carries no clamp code.
+    /// Add one selected token; returns false when a value is not finite
+    /// or is a log-prob above [`LOGPROB_TOL`]. `CLAMP` is a constant so the
+    /// unclamped loop carries no clamp code.
     #[inline(always)]
     fn add<const CLAMP: bool>(&mut self, p: f64, q: f64, c: Clamp) -> bool {
         // A finite log ratio leaves only k2 and k3 able to overflow, and an
-        // overflow shows in their sums, which the caller checks.
-        let ok = (q - p).is_finite();
+        // overflow shows in their sums, which the caller checks. NaN fails
+        // the comparisons too.
+        let ok = (q - p).is_finite() && p <= LOGPROB_TOL && q <= LOGPROB_TOL;
         for (k, x) in token_estimates(p, q).into_iter().enumerate() {
             let y = if CLAMP { x.clamp(c.lo, c.hi) } else { x };
             if CLAMP {
@@ -245,7 +268,7 @@ fn check_pair(policy: &[f64], reference: &[f64]) -> Result<()> {
 ///
 /// `policy` and `reference` are flat log-probs of the sampled tokens laid
 /// out by `tokens`. Errors name the first sequence (by index) and position
-/// holding a non-finite selected value.
+/// holding a non-finite selected value or a log-prob above [`LOGPROB_TOL`].
 pub fn reduce(
     policy: &[f64],
     reference: &[f64],
@@ -378,6 +401,30 @@ mod tests {
         // k1 = -800 -> -10; k2, k3, abs, mse -> 10; all five touched.
         assert_eq!(r.clamped, [1, 1, 1, 1, 1]);
         assert_eq!(r.sums[0][0], -10.0);
+    }
+
+    #[test]
+    fn positive_logprobs_are_refused_beyond_rounding() {
+        let mask = [1u8, 1, 0];
+        let t = Tokens::new(&[0, 3], Selection::Mask(&mask), 3).unwrap();
+        let q = [-1.0, -1.0, -1.0];
+        // +5 at position 1 of the policy: refused, naming sequence and position.
+        let e = reduce(&[-1.0, 5.0, 9.0], &q, &t, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sequence 0, position 1: policy log-prob is 5 > 0"),
+            "{e}"
+        );
+        let e = token_values(&q, &[-1.0, 0.5, 9.0], &t, Estimator::K1, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("position 1: reference log-prob is 0.5"), "{e}");
+        // +9 outside the mask is never read; +1e-7 is rounding and is used.
+        let r = reduce(&[-1.0, 1e-7, 9.0], &q, &t, None).unwrap();
+        assert!(close(r.sums[0][0], 1.0 + 1e-7, 1e-15));
+        let e = reduce(&[-1.0, 2e-6, 9.0], &q, &t, None).unwrap_err();
+        assert!(e.to_string().contains("log-prob is 0.000002 > 0"), "{e}");
     }
 
     #[test]

@@ -18,8 +18,9 @@
 //! `length` tokens), or are all of them.
 //!
 //! Masks select, they never multiply: padding often holds −inf or NaN and
-//! −inf · 0 is NaN. Non-finite values inside the selection are errors that
-//! name the sequence and the position; outside it they are never read.
+//! −inf · 0 is NaN. Non-finite values inside the selection, and log-probs
+//! above 0 (beyond `LOGPROB_TOL` of rounding), are errors that name the
+//! sequence and the position; outside it they are never read.
 //!
 //! Parallelism: rayon over sequences, results collected in order and the
 //! first error by sequence index reported, so output never depends on the
@@ -35,7 +36,7 @@
 mod estimate;
 mod full;
 
-pub use estimate::{reduce, token_values, Clamp, Estimator, Reduction};
+pub use estimate::{reduce, token_values, Clamp, Estimator, Reduction, LOGPROB_TOL};
 pub use full::{full_kl, FullKl};
 
 use crate::{invalid, Result};
