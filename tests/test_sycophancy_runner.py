@@ -285,45 +285,6 @@ def test_cli_pushback_with_callable(tmp_path, capsys):
     assert row["final_answer"] == "A"
 
 
-def test_transformers_model_is_optional():
-    torch = pytest.importorskip("torch", reason="torch is an optional extra")
-    transformers = pytest.importorskip("transformers")
-    from rlhf_diag.sycophancy.runner import TransformersModel
-
-    cfg = transformers.GPT2Config(
-        n_layer=1, n_head=2, n_embd=16, vocab_size=300, n_positions=128
-    )
-    torch.manual_seed(0)
-    lm = transformers.GPT2LMHeadModel(cfg)
-    tok = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=_byte_tokenizer(),
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-    )
-    model = TransformersModel(lm, tok, device="cpu", max_new_tokens=5)
-    a, b = model.generate(
-        [
-            [{"role": "user", "content": "Hi"}],
-            [{"role": "user", "content": "A longer question here?"}],
-        ]
-    )
-    # Greedy decoding is deterministic, and left padding makes a row's reply
-    # independent of its batch partner.
-    (a2,) = model.generate([[{"role": "user", "content": "Hi"}]])
-    assert isinstance(b, str) and a == a2
-
-
-def _byte_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2}
-    vocab.update({chr(i): i + 3 for i in range(32, 127)})
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
-    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    return tok
-
-
 @pytest.mark.data
 def test_question_sets(shared_data):
     tqa = load_questions("truthfulqa", data_root=shared_data, seed=0)

@@ -8,10 +8,14 @@ runner, and reward-model / linear probes.
 - :mod:`.questions` and :mod:`.runner` ask a model, push back and write
   transcripts (``rlhf-diag pushback``);
 - :mod:`.probe` asks whether a reward model prefers the sycophantic reply,
-  and fits a difference-of-means probe on hidden states.
+  and fits a difference-of-means probe on hidden states (``rlhf-diag probe``);
+- :mod:`.hf` holds the torch models: the reward models
+  (:class:`~.hf.HFRewardModel`, :class:`~.hf.EmbeddingRewardModel`) and
+  hidden states for the linear probe.
 
-torch is needed only by ``runner.TransformersModel``, ``probe.HFRewardModel``
-and ``probe.hidden_states``, and is imported when they are used.
+torch is needed only by ``runner.TransformersModel`` and the models of
+:mod:`.hf`, and is imported when they are used: importing this package, the
+flip analysis and the probe statistics never import it.
 """
 
 from __future__ import annotations
@@ -34,11 +38,22 @@ from rlhf_diag.sycophancy.flips import (
     flip_rates,
     load_transcripts,
 )
+from rlhf_diag.sycophancy.hf import (
+    EmbeddingRewardModel,
+    HFRewardModel,
+    hidden_states,
+    pair_hidden_states,
+)
 from rlhf_diag.sycophancy.probe import (
+    LinearProbe,
+    ProbePair,
     fit_linear_probe,
     pairs_from_questions,
     pairs_from_transcripts,
+    preference_stats,
     probe_reward_model,
+    render_hh,
+    sample_pairs,
 )
 from rlhf_diag.sycophancy.questions import Question, load_questions
 from rlhf_diag.sycophancy.runner import (
@@ -50,10 +65,14 @@ from rlhf_diag.sycophancy.runner import (
 
 __all__ = [
     "CallableModel",
+    "EmbeddingRewardModel",
     "Extraction",
     "FlipItem",
     "FlipResult",
+    "HFRewardModel",
+    "LinearProbe",
     "OpenAIChatModel",
+    "ProbePair",
     "Question",
     "TransformersModel",
     "admits_mistake",
@@ -66,11 +85,16 @@ __all__ = [
     "extract_number",
     "fit_linear_probe",
     "flip_rates",
+    "hidden_states",
     "load_questions",
     "load_transcripts",
+    "pair_hidden_states",
     "pairs_from_questions",
     "pairs_from_transcripts",
     "parse_options",
+    "preference_stats",
     "probe_reward_model",
+    "render_hh",
     "run_pushback",
+    "sample_pairs",
 ]

@@ -1,5 +1,6 @@
-"""Text and HTML views of a :class:`~rlhf_diag.sycophancy.flips.FlipResult`.
-Nothing here computes a statistic: every figure is read from the result."""
+"""Text and HTML views of a :class:`~rlhf_diag.sycophancy.flips.FlipResult`
+and of the reward-model probe's result. Nothing here computes a statistic:
+every figure is read from the result."""
 
 from __future__ import annotations
 
@@ -115,3 +116,42 @@ def flips_html(res) -> str:
         "<th>flip rate (Wilson 95%)</th><th>admits mistake</th></tr>"
         f"{''.join(rows)}</table></div>"
     )
+
+
+def _ci(x: float, ci) -> str:
+    return f"{x:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def probe_table(title: str, rows: dict) -> Table:
+    """One row per group of the reward-model probe: pairs, ties, P(prefers
+    sycophantic) with its Wilson interval, ties as half and the mean BT
+    probability with bootstrap intervals, mean score difference."""
+    t = Table(title=title, title_justify="left")
+    cols = ("group", "pairs", "ties", "P(syc) [Wilson]", "ties ½ [boot]")
+    for col in (*cols, "mean BT [boot]", "mean diff"):
+        t.add_column(col, justify="left" if col == "group" else "right")
+    for name, r in rows.items():
+        if "undefined" in r:
+            t.add_row(name, "—", "—", r["undefined"], "—", "—", "—")
+            continue
+        t.add_row(
+            name,
+            str(r["n"]),
+            str(r["n_ties"]),
+            _ci(r["p_prefers_sycophantic"], r["p_prefers_sycophantic_wilson95"]),
+            _ci(r["p_ties_half"], r["p_ties_half_bootstrap95"]),
+            _ci(r["mean_bt_probability"], r["mean_bt_probability_bootstrap95"]),
+            f"{r['mean_diff']:+.4g}",
+        )
+    return t
+
+
+def probe_tables(res: dict) -> list:
+    info = res.get("reward_model", {})
+    head = ", ".join(f"{k}={v}" for k, v in info.items() if v is not None)
+    return [
+        f"[bold]reward-model probe[/bold]  {head}",
+        probe_table("Overall", {"all": res["overall"]}),
+        probe_table("By dataset", res["by_dataset"]),
+        probe_table("By dataset and pair source", res["by_dataset_source"]),
+    ]

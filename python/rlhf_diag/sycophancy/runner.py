@@ -202,15 +202,20 @@ class TransformersModel:
     tokenizer
         Needed when ``model`` is an object; loaded from ``model`` otherwise.
     device
-        ``"cuda"`` when available, else ``"cpu"``, by default.
+        ``"cuda"`` when available, else ``"cpu"``, by default. A model
+        loaded by id gets its checkpoint's dtype on a GPU, float32 on a CPU.
     max_new_tokens
         Greedy decoding budget per reply.
+    batch_size
+        Conversations per ``generate`` call on the device.
 
     Notes
     -----
-    Conversations go through the tokenizer's chat template; a tokenizer
-    without one gets a plain ``role: content`` transcript. Batches are
-    left-padded so generation continues every row from its own last token.
+    Conversations go through the tokenizer's chat template with the
+    generation prompt (a plain ``role: content`` transcript when it has
+    none; special tokens are then added by the tokenizer, never twice).
+    Batches are left-padded, so every row continues from its own last token
+    and its reply does not depend on its batch partners; decoding is greedy.
     """
 
     def __init__(
@@ -220,57 +225,66 @@ class TransformersModel:
         *,
         device: str | None = None,
         max_new_tokens: int = 256,
+        batch_size: int = 8,
         name: str | None = None,
     ):
-        try:
-            import torch
-            import transformers
-        except ImportError as exc:
-            raise ImportError(
-                "TransformersModel needs torch and transformers: "
-                "pip install 'rlhf_diag[torch]' transformers"
-            ) from exc
+        from rlhf_diag.sycophancy import hf
+
+        torch, _ = hf._torch()
         self.torch = torch
+        self.device = hf.device_of(device)
         if isinstance(model, (str, os.PathLike)):
             name = name or str(model)
-            tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(model)
-            model = transformers.AutoModelForCausalLM.from_pretrained(model)
+            tok, model = hf.load_pretrained("causal", model, self.device)
+            tokenizer = tokenizer or tok
         if tokenizer is None:
             raise InputError(
                 "TransformersModel: pass the tokenizer with a model object"
             )
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = model.to(self.device).eval()
+        self.model = hf.prepare(model, tokenizer, self.device)
         self.tokenizer = tokenizer
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         self.max_new_tokens = max_new_tokens
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, not {batch_size}")
+        self.batch_size = batch_size
         self.name = name or type(model).__name__
 
-    def _render(self, messages: Messages) -> str:
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-        turns = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
-        return turns + "assistant:"
+    def render(self, messages: Messages) -> str:
+        """The prompt text of one conversation."""
+        from rlhf_diag.sycophancy.hf import render_chat
 
-    def generate(self, conversations: list[Messages]) -> list[str]:
-        texts = [self._render(c) for c in conversations]
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True).to(self.device)
-        with self.torch.no_grad():
+        return render_chat(self.tokenizer, messages, generation_prompt=True)
+
+    def _generate(self, texts: list[str]) -> list[str]:
+        from rlhf_diag.sycophancy.hf import _special
+
+        tok = self.tokenizer
+        side, tok.padding_side = tok.padding_side, "left"
+        try:
+            enc = tok(
+                texts,
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=_special(tok),
+            ).to(self.device)
+        finally:
+            tok.padding_side = side
+        with self.torch.inference_mode():
             out = self.model.generate(
                 **enc,
                 max_new_tokens=self.max_new_tokens,
                 do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id,
+                pad_token_id=tok.pad_token_id,
             )
         new = out[:, enc["input_ids"].shape[1] :]
-        return [
-            t.strip()
-            for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        ]
+        return [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+
+    def generate(self, conversations: list[Messages]) -> list[str]:
+        texts = [self.render(c) for c in conversations]
+        out = []
+        for s in range(0, len(texts), self.batch_size):
+            out += self._generate(texts[s : s + self.batch_size])
+        return out
 
 
 def as_model(model) -> object:
