@@ -59,9 +59,14 @@ def test_extractor_agrees_with_hand_labels(transcripts):
     assert agree[2] / total[2] >= 0.9  # held out: 28/30 when written
 
 
-def test_rates_on_the_shared_transcripts(shared_data):
+@pytest.fixture(scope="module")
+def flips_result(shared_data):
     folder = shared_data / "sycophancy" / "are_you_sure"
-    res = analyse_flips(sorted(folder.glob("*_are_you_sure.jsonl.gz")))
+    return analyse_flips(sorted(folder.glob("*_are_you_sure.jsonl.gz")))
+
+
+def test_rates_on_the_shared_transcripts(flips_result):
+    res = flips_result
     by = res.groups["dataset"]
     assert {k: v["n_items"] for k, v in by.items()} == {
         "logiqa": 259,
@@ -83,3 +88,29 @@ def test_rates_on_the_shared_transcripts(shared_data):
     )
     assert text_read >= 25
     assert by["truthfulqa"]["outcomes"]["unparsed"] < 0.15 * 504
+
+
+def test_docs_table_matches_the_cli_labels_and_figures(flips_result):
+    """The results table of docs/sycophancy.md: its dataset labels are the ones
+    the CLI prints (lowercase), and its flip-rate and admission cells are the
+    CLI's own strings."""
+    from rlhf_diag.sycophancy._render import _rate
+
+    doc = (Path(__file__).parents[1] / "docs" / "sycophancy.md").read_text()
+    section = doc.split("## Results on the shared transcripts")[1].split("\n## ")[0]
+    rows = {
+        cells[0]: cells
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| dataset")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    groups = {"all": flips_result.overall, **flips_result.groups["dataset"]}
+    text = flips_result.summary(width=260)
+    assert set(rows) == set(groups) == {"all", "logiqa", "mmlu", "truthfulqa"}
+    for name, cells in rows.items():
+        r = groups[name]
+        assert cells[5] == _rate(r["flip_rate"]), name
+        assert cells[6] == _rate(r["not_kept_rate"]), name
+        assert cells[7] == _rate(r["admits_mistake_rate"]), name
+        assert cells[9] == _rate(r["admits_mistake_when_kept"]), name
+        assert f"│ {name} " in text

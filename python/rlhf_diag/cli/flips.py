@@ -12,6 +12,7 @@ HELP = "measure answer flips under pushback from transcripts (chat or flat forma
 
 
 def add_arguments(p) -> None:
+    from rlhf_diag.cli._args import at_least
     from rlhf_diag.sycophancy.flips import GROUPINGS
 
     p.add_argument(
@@ -36,7 +37,7 @@ def add_arguments(p) -> None:
     )
     p.add_argument(
         "--show-unparsed",
-        type=int,
+        type=at_least(0),
         default=10,
         metavar="N",
         help="list the first N unparsed items (default 10; 0 for none)",
@@ -53,16 +54,19 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from rich.console import Console
 
+    from rlhf_diag.cli._args import check_output
     from rlhf_diag.cli._progress import stage
     from rlhf_diag.sycophancy._render import flips_tables
     from rlhf_diag.sycophancy.flips import analyse_flips
 
+    check_output(args.json, "--json")
     with stage(f"reading and scoring {len(args.paths)} file(s)"):
         res = analyse_flips(
             args.paths, dataset=args.dataset, model=args.model, compare=args.compare
         )
-    console = Console(width=max(260, Console().width))
-    for r in flips_tables(res, n_unparsed=args.show_unparsed):
+    # Tables fit the terminal (COLUMNS when set): narrow ones switch layout.
+    console = Console()
+    for r in flips_tables(res, n_unparsed=args.show_unparsed, width=console.width):
         console.print(r)
     if args.json:
         args.json.write_text(json.dumps(res.to_dict(), indent=2, default=str))

@@ -14,6 +14,8 @@ HELP = "reward-model probe: P(RM prefers the sycophantic reply under pushback)"
 
 
 def add_arguments(p) -> None:
+    from rlhf_diag.cli._args import at_least, positive_int
+
     p.add_argument(
         "--questions",
         nargs="+",
@@ -56,7 +58,9 @@ def add_arguments(p) -> None:
         help="contexts passed to --callable as message lists (default) or as "
         "HH-RLHF prompt strings; --minilm-train always uses hh",
     )
-    p.add_argument("--l2", type=float, default=1.0, help="ridge of the MiniLM head")
+    p.add_argument(
+        "--l2", type=_non_negative, default=1.0, help="ridge of the MiniLM head"
+    )
     p.add_argument(
         "--embed-cache",
         type=Path,
@@ -71,20 +75,42 @@ def add_arguments(p) -> None:
         help="folder holding sycophancy/{truthfulqa,aqua,gsm8k}",
     )
     p.add_argument(
-        "--limit", type=int, default=None, help="first N questions of each set"
+        "--limit", type=positive_int, default=None, help="first N questions of each set"
     )
     p.add_argument(
         "--sample",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="score a seeded random sample of N pairs per dataset",
     )
-    p.add_argument("--seed", type=int, default=0, help="option order, wrong answers")
-    p.add_argument("--batch-size", type=int, default=32, help="pairs per batch")
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument(
+        "--seed",
+        type=at_least(0),
+        default=0,
+        help="seeds option order, wrong answers, --sample and the bootstrap",
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, default=32, help="pairs per batch"
+    )
+    p.add_argument(
+        "--n-boot", type=positive_int, default=2000, help="bootstrap resamples"
+    )
     p.add_argument("--device", default=None, help="torch device (default: cuda if any)")
     p.add_argument("--json", type=Path, default=None, metavar="OUT")
+
+
+def _non_negative(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
 
 
 def _pairs(args):

@@ -13,6 +13,7 @@ HELP = "ask a model questions, push back, and record transcripts (resumable)"
 
 
 def add_arguments(p) -> None:
+    from rlhf_diag.cli._args import at_least, positive_int
     from rlhf_diag.sycophancy.runner import DEFAULT_TEMPLATE, TEMPLATES
 
     p.add_argument(
@@ -61,10 +62,12 @@ def add_arguments(p) -> None:
         help="environment variable holding the API key (default OPENAI_API_KEY)",
     )
     p.add_argument(
-        "--retries", type=int, default=5, help="endpoint retries (default 5)"
+        "--retries", type=at_least(0), default=5, help="endpoint retries (default 5)"
     )
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
-    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument(
+        "--timeout", type=_positive, default=60.0, help="seconds per request"
+    )
+    p.add_argument("--max-tokens", type=positive_int, default=512)
     p.add_argument(
         "--template",
         default=DEFAULT_TEMPLATE,
@@ -79,15 +82,30 @@ def add_arguments(p) -> None:
         help="folder holding sycophancy/{truthfulqa,aqua,gsm8k} "
         "(default: $RLHF_DIAG_DATA or ../shared/data)",
     )
-    p.add_argument("--limit", type=int, default=None, help="ask only the first N")
+    p.add_argument(
+        "--limit", type=positive_int, default=None, help="ask only the first N"
+    )
     p.add_argument(
         "--seed",
         type=int,
         default=0,
         help="seeds TruthfulQA option order and {suggestion}",
     )
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--model-name", default=None, help="label for the model column")
+
+
+def _positive(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
 
 
 def _model(args):

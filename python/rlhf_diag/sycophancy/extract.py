@@ -651,6 +651,23 @@ def answer_kind(gold, options: dict[str, str] | None) -> str:
     return "text"
 
 
+_GOLD_LETTER = re.compile(r"\(?\s*([A-Za-z])\s*\)?")
+
+
+def gold_letter_problem(gold, options: dict[str, str] | None) -> str | None:
+    """Why a gold answer cannot be scored against the item's options, or None.
+
+    A single letter (``"Z"``, ``"(z)"``) that is not among the options would
+    otherwise be read as a free-text answer, and every first answer scored
+    wrong against it. Without options a letter stays a short text answer
+    (matched as text), as before.
+    """
+    m = _GOLD_LETTER.fullmatch(str(gold).strip())
+    if m is None or not options or m.group(1).upper() in options:
+        return None
+    return "gold letter not among the options"
+
+
 def extract_answer(
     reply: str, kind: str, options: dict[str, str] | None = None
 ) -> Extraction:

@@ -13,6 +13,10 @@ Unparsed replies are counted and shown, never counted as kept: they are left
 out of the flip rate's denominator, and ``not_kept_rate`` counts them as not
 kept, so the two bracket the answer.
 
+Rows are never reinterpreted to fit: a message that is not text is an error
+naming the row, and a gold letter that is not among the item's options, or a
+row repeating an earlier one, is skipped and counted by reason.
+
 References
 ----------
 - Sharma et al. (2023). Towards Understanding Sycophancy in Language Models.
@@ -46,7 +50,7 @@ from rlhf_diag.exceptions import (
     InputError,
     UndefinedStatisticError,
 )
-from rlhf_diag.io import read_table
+from rlhf_diag.io import _read_bytes, detect_table_format, read_table
 from rlhf_diag.stats import proportion
 from rlhf_diag.sycophancy.extract import (
     LETTERS,
@@ -55,6 +59,7 @@ from rlhf_diag.sycophancy.extract import (
     apologises,
     extract_answer,
     extract_choice,
+    gold_letter_problem,
     parse_options,
     same_answer,
 )
@@ -154,22 +159,82 @@ def _options_of(row: dict, question: str) -> dict[str, str]:
     return parse_options(question or "")
 
 
-def _turns(messages) -> list[tuple[str, str]]:
+def _content_text(content, where: str) -> str:
+    """A message's text: a string as is, a list of text parts joined by a
+    newline, null as the empty string. Anything else (an image part, a
+    number) is refused with an error naming ``where``."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InputError(
+            f"{where}.content is {_kind(content)}, not text or a list of text parts"
+        )
+    texts = []
+    for j, part in enumerate(content):
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        kind = part.get("type", "text") if isinstance(part, dict) else None
+        if kind != "text" or not isinstance(part.get("text"), str):
+            what = f"type {kind!r}" if kind else _kind(part)
+            raise InputError(
+                f"{where}.content[{j}] is not a text part ({what}); "
+                "flips reads text transcripts only"
+            )
+        texts.append(part["text"])
+    return "\n".join(texts)
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "a number", float: "a number", dict: "an object"}
+    return names.get(type(value), "a list" if isinstance(value, list) else "text")
+
+
+def _turns(messages, where: str) -> list[tuple[str, str]]:
+    if isinstance(messages, str):  # a CSV cell holding the JSON list
+        try:
+            messages = json.loads(messages)
+        except ValueError:
+            raise InputError(f"{where} is text that is not a JSON list") from None
+    if not isinstance(messages, list):
+        raise InputError(f"{where} is {_kind(messages)}, not a list of messages")
     out = []
-    for m in messages:
-        if isinstance(m, dict):
-            out.append((str(m.get("role", "")), str(m.get("content") or "")))
+    for k, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise InputError(f"{where}[{k}] is {_kind(m)}, not a message")
+        out.append(
+            (str(m.get("role", "")), _content_text(m.get("content"), f"{where}[{k}]"))
+        )
     return out
+
+
+def _label(value):
+    """An id or label usable as a key: lists and objects as their JSON text."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
 
 
 def _normalise_row(
     row: dict, i: int, source: str, dataset: str | None, model: str | None
 ) -> dict | str:
-    """A transcript row as a plain dict, or the reason it is skipped."""
-    messages = row.get("biased_question") or row.get("messages")
+    """A transcript row as a plain dict, or the reason it is skipped.
+
+    Raises
+    ------
+    InputError
+        A message that is not text (an image part, say), naming the file, the
+        row and the path to the part.
+    """
+    col = "biased_question" if row.get("biased_question") else "messages"
+    messages = row.get(col)
     final_text = None
     if messages:
-        turns = _turns(messages)
+        turns = _turns(messages, f"{Path(source).name}: row {i}: {col}")
         if len(turns) < 4 or turns[1][0] != "assistant" or turns[3][0] != "assistant":
             return "chat turns: need user, assistant, user, assistant"
         question, first_text, pushback, reply = (t[1] for t in turns[:4])
@@ -189,22 +254,98 @@ def _normalise_row(
     gold = _first_of(row, _GOLD_COLS)
     if gold is None or str(gold).strip() == "":
         return "missing gold answer"
+    options = _options_of(row, str(question))
+    bad_gold = gold_letter_problem(gold, options)
+    if bad_gold is not None:
+        return bad_gold
     rid = _first_of(row, _ID_COLS)
     return {
-        "id": rid if rid is not None else i,
+        "id": _label(rid) if rid is not None else i,
+        "id_is_row": rid is None,
         "row": i,
         "source": source,
         "dataset": str(row.get("original_dataset") or row.get("dataset") or dataset),
-        "model": row.get("model") or model,
-        "template": row.get("template") or pushback,
+        "model": _label(row.get("model") or model),
+        "template": _label(row.get("template") or pushback),
         "question": str(question),
-        "options": _options_of(row, str(question)),
+        "options": options,
         "gold": str(gold).strip(),
         "first_text": None if first_text is None else str(first_text),
         "reply": None if reply is None else str(reply),
         "second_text": None if second is None else str(second),
         "final_text": final_text,
     }
+
+
+def _read_records(path: Path) -> list:
+    """The rows of a transcript file as Python objects.
+
+    JSON and JSONL are parsed with the json module, record by record: a typed
+    reader has to give every row's ``content`` one type, and a list of parts
+    in one row next to strings in the others either fails without naming the
+    row or turns into the list's JSON text. CSV and Parquet go through
+    :func:`~rlhf_diag.io.read_table`.
+    """
+    fmt = detect_table_format(path)
+    if fmt in ("csv", "parquet"):
+        return read_table(path, fmt).to_dicts()
+    try:
+        text = _read_bytes(path).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: not UTF-8 text ({exc})") from None
+    if fmt == "json" and text.lstrip().startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{path}: not valid JSON ({exc})") from None
+    records = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(f"{path}: line {lineno}: {exc}") from None
+    return records
+
+
+#: Skip reason of a row repeated across (or within) the inputs.
+DUPLICATE = "duplicate row (same dataset, model, template, id and texts)"
+_TEXTS = ("question", "gold", "first_text", "reply", "second_text", "final_text")
+
+
+def _where(r: dict) -> str:
+    return f"{Path(r['source']).name}:{r['row']}"
+
+
+def _drop_duplicates(rows: list[dict], skip) -> list[dict]:
+    """Rows with one copy of each (dataset, model, template, id).
+
+    A later copy with the same texts is dropped and counted (the same file
+    passed twice, overlapping exports); one whose texts differ is refused,
+    since neither copy can be preferred and keeping both would count the
+    item twice and break the pairing of comparisons. An id that is only a
+    row number identifies a row of its own file, so the file is part of the
+    key then.
+    """
+    seen: dict[tuple, dict] = {}
+    out = []
+    for r in rows:
+        rid = ("row", r["source"], r["id"]) if r["id_is_row"] else ("id", r["id"])
+        key = (r["dataset"], r["model"], r["template"], rid)
+        first = seen.setdefault(key, r)
+        if first is r:
+            out.append(r)
+            continue
+        if all(first[c] == r[c] for c in _TEXTS):
+            skip(DUPLICATE, _where(r))
+            continue
+        raise InputError(
+            f"{_where(first)} and {_where(r)} share dataset {r['dataset']!r}, "
+            f"model {r['model']!r}, template {r['template']!r} and id {r['id']!r} "
+            "but their texts differ: give each run its own model or template "
+            "label (a model or template column), or drop one"
+        )
+    return out
 
 
 def load_transcripts(
@@ -217,42 +358,70 @@ def load_transcripts(
 
     Chat format: a ``biased_question`` or ``messages`` list of turns (question,
     first answer, pushback, reply[, final request, final answer]) and a gold
-    column (``ground_truth``, ``gold``, ``answer`` or ``correct``). Flat
-    format: ``question``, ``gold``, ``first_answer`` and ``second_answer``
-    and/or ``reply``. Optional columns: ``options`` (list or letter → text;
-    else parsed from ``(A) ...`` lines of the question), ``id`` or
-    ``original_question_hash``, ``dataset`` or ``original_dataset``,
-    ``model``, ``template``.
+    column (``ground_truth``, ``gold``, ``answer`` or ``correct``); a turn's
+    content is text or a list of text parts. Flat format: ``question``,
+    ``gold``, ``first_answer`` and ``second_answer`` and/or ``reply``.
+    Optional columns: ``options`` (list or letter → text; else parsed from
+    ``(A) ...`` lines of the question), ``id`` or ``original_question_hash``,
+    ``dataset`` or ``original_dataset``, ``model``, ``template``.
+
+    Rows are skipped, counted by reason, when a needed part is missing, when
+    the gold is a letter that is not among the options, and when a row
+    repeats an earlier one (same dataset, model, template, id and texts, in
+    any of the files).
 
     Returns
     -------
     rows, skipped, skipped_rows
-        Normalised rows, and the count and first row numbers of skipped rows
-        by reason.
+        Normalised rows, and the count and first row numbers (``file:row``)
+        of skipped rows by reason.
+
+    Raises
+    ------
+    DataFormatError
+        A file is missing or not readable in its format.
+    InputError
+        A message that is not text (e.g. an image part), naming the file, row
+        and part; or two rows with the same dataset, model, template and id
+        whose texts differ.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
     rows, skipped, skipped_rows = [], Counter(), {}
+
+    def skip(reason: str, where: str) -> None:
+        skipped[reason] += 1
+        examples = skipped_rows.setdefault(reason, [])
+        if len(examples) < N_EXAMPLE_ROWS:
+            examples.append(where)
+
+    n_read: dict[Path, int] = {}
     for path in paths:
         path = Path(path)
-        frame = read_table(path)
+        if path.resolve() in n_read:
+            # The same file again: every row of it is a duplicate.
+            for i in range(n_read[path.resolve()]):
+                skip(DUPLICATE, f"{path.name}:{i}")
+            log.info("%s: passed more than once; read once", path)
+            continue
+        records = _read_records(path)
+        n_read[path.resolve()] = len(records)
         name = path.name.split(".")[0]
         ds = dataset or name.removesuffix("_are_you_sure")
-        for i, raw in enumerate(frame.iter_rows(named=True)):
+        kept = 0
+        for i, raw in enumerate(records):
+            if not isinstance(raw, dict):
+                raise InputError(f"{path.name}: row {i} is {_kind(raw)}, not a record")
             r = _normalise_row(raw, i, str(path), ds, model)
             if isinstance(r, str):
-                skipped[r] += 1
-                skipped_rows.setdefault(r, [])
-                if len(skipped_rows[r]) < N_EXAMPLE_ROWS:
-                    skipped_rows[r].append(f"{path.name}:{i}")
+                skip(r, f"{path.name}:{i}")
                 continue
             rows.append(r)
-        log.info(
-            "%s: %d rows read, %d kept",
-            path,
-            frame.height,
-            sum(1 for r in rows if r["source"] == str(path)),
-        )
+            kept += 1
+        log.info("%s: %d rows read, %d kept", path, len(records), kept)
+    rows = _drop_duplicates(rows, skip)
+    for r in rows:
+        del r["id_is_row"]
     return rows, dict(skipped), skipped_rows
 
 
@@ -496,6 +665,8 @@ class FlipResult:
     comparisons: list
     skipped: dict
     skipped_rows: dict
+    #: Why no comparison was made although one was asked for, else None.
+    comparisons_undefined: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -504,6 +675,7 @@ class FlipResult:
                 "overall": self.overall,
                 **{f"by_{g}": v for g, v in self.groups.items()},
                 "comparisons": self.comparisons,
+                "comparisons_undefined": self.comparisons_undefined,
                 "skipped": self.skipped,
                 "skipped_rows": self.skipped_rows,
             },
@@ -520,10 +692,11 @@ class FlipResult:
         """The items whose first answer or reply could not be read."""
         return [it for it in self.items if it.outcome == "unparsed"]
 
-    def summary(self) -> str:
+    def summary(self, width: int = 100) -> str:
+        """The terminal tables as plain text, ``width`` columns wide."""
         from rlhf_diag.sycophancy._render import flips_text
 
-        return flips_text(self)
+        return flips_text(self, width=width)
 
     def _repr_html_(self) -> str:
         from rlhf_diag.sycophancy._render import flips_html
@@ -566,7 +739,7 @@ def analyse_items(
         for it in items:
             levels.setdefault(_group_key(it, g), []).append(it)
         groups[g] = {k: _try(flip_rates, v) for k, v in sorted(levels.items())}
-    comparisons = []
+    comparisons, why_none = [], None
     if compare is not None:
         if compare not in GROUPINGS:
             raise InputError(f"compare must be one of {GROUPINGS}, not {compare!r}")
@@ -577,6 +750,8 @@ def analyse_items(
             comparisons.append(
                 {"by": compare, **compare_flips(levels[x], levels[y], x, y)}
             )
+        if len(levels) < 2:
+            why_none = _one_level(compare, next(iter(levels)))
     n_unparsed = overall["outcomes"]["unparsed"]
     if n_unparsed:
         reasons = Counter(
@@ -584,8 +759,17 @@ def analyse_items(
         )
         log.info("unparsed replies by reason: %s", dict(reasons))
     if skipped:
+        detail = "; ".join(
+            f"{reason}: {n}"
+            + (
+                f" (e.g. {', '.join(skipped_rows[reason][:3])})"
+                if skipped_rows and skipped_rows.get(reason)
+                else ""
+            )
+            for reason, n in skipped.items()
+        )
         warnings.warn(
-            f"skipped {sum(skipped.values())} rows: {skipped}",
+            f"skipped {sum(skipped.values())} rows: {detail}",
             DataQualityWarning,
             stacklevel=3,
         )
@@ -597,6 +781,20 @@ def analyse_items(
         comparisons,
         dict(skipped or {}),
         dict(skipped_rows or {}),
+        why_none,
+    )
+
+
+def _one_level(by: str, level: str) -> str:
+    """Why a comparison by ``by`` was not made: every item has one level."""
+    if level == "(none)":
+        return (
+            f"no comparison by {by}: no item carries a {by} label (a {by} "
+            "column in the transcripts), so there is one level only"
+        )
+    return (
+        f"no comparison by {by}: every item has the same {by} ({level!r}); "
+        "a comparison needs two or more levels"
     )
 
 
@@ -631,6 +829,18 @@ def analyse_flips(
         When no item was answered correctly before the pushback.
     DataFormatError
         When a file cannot be read, or holds no usable row.
+    InputError
+        When a message is not text (an image part, say), or two rows share
+        dataset, model, template and id but differ (see
+        :func:`load_transcripts`).
+
+    Notes
+    -----
+    Repeated rows (the same file passed twice, overlapping exports) are
+    counted once and reported as skipped duplicates. Refusing them outright
+    was rejected (a glob that matches a file twice is a common slip with an
+    obvious remedy); keeping them was rejected because every rate would count
+    the item twice and the paired comparison would pair it with itself.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]

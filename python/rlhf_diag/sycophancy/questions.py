@@ -20,7 +20,12 @@ from pathlib import Path
 
 from rlhf_diag.exceptions import DataFormatError, InputError
 from rlhf_diag.io import read_table
-from rlhf_diag.sycophancy.extract import LETTERS, answer_kind, canonical_number
+from rlhf_diag.sycophancy.extract import (
+    LETTERS,
+    answer_kind,
+    canonical_number,
+    gold_letter_problem,
+)
 
 #: Named question sets and their files under the data root.
 QUESTION_SETS = {
@@ -131,6 +136,9 @@ def _flat(rows: list[dict], name: str) -> list[Question]:
             raise InputError(f"{name} row {i}: need 'question' and 'gold'")
         question = str(rec["question"])
         options = _options_of(rec, "") if rec.get("options") is not None else {}
+        problem = gold_letter_problem(rec["gold"], options)
+        if problem is not None:
+            raise InputError(f"{name} row {i}: {problem} (gold {rec['gold']!r})")
         kind = answer_kind(rec["gold"], options)
         out.append(
             Question(
@@ -170,7 +178,13 @@ def load_questions(
     else:
         path = Path(source)
     if not path.is_file():
-        raise DataFormatError(f"{path}: no such question file")
+        hint = (
+            f" (question set {source!r} is looked up under data_root, the CLI's "
+            "--data-root; default $RLHF_DIAG_DATA or ../shared/data)"
+            if str(source) in QUESTION_SETS
+            else ""
+        )
+        raise DataFormatError(f"{path}: no such question file{hint}")
     if path.name == "mc_task.json":
         qs = _truthfulqa(path, seed)
     else:
