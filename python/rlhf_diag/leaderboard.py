@@ -268,7 +268,8 @@ def _scale_params(scale: str, anchor: tuple[str, float] | None) -> tuple[float, 
 
 
 def _none_if_not_finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
+    v = float(x)
+    return v if math.isfinite(v) else None
 
 
 @dataclass(frozen=True)
@@ -669,30 +670,36 @@ def _fit_core(
     )
 
 
+def _count_above(
+    top: np.ndarray, bottom: np.ndarray, component: np.ndarray, ok: np.ndarray
+) -> list[int | None]:
+    """For each usable model ``i``: 1 + the number of usable models ``j`` of
+    its component with ``top[j] > bottom[i]`` (None where ``ok`` is false).
+
+    Compared by blocks of rows, so the work is O(K²) in vectorised numpy and
+    the memory O(K) per row of the block.
+    """
+    k = len(top)
+    counts = np.zeros(k, dtype=np.int64)
+    step = 1024
+    for s in range(0, k, step):
+        e = min(k, s + step)
+        above = (top[None, :] > bottom[s:e, None]) & ok[None, :]
+        above &= component[None, :] == component[s:e, None]
+        counts[s:e] = above.sum(axis=1)
+    return [1 + int(c) if o else None for c, o in zip(counts, ok)]
+
+
 def _ranks(
     values: np.ndarray, component: np.ndarray, ok: np.ndarray
 ) -> list[int | None]:
     """1 + number of models of the same component strictly above."""
-    out: list[int | None] = []
-    for i in range(len(values)):
-        if not ok[i]:
-            out.append(None)
-            continue
-        peers = ok & (component == component[i])
-        out.append(1 + int(np.sum(values[peers] > values[i])))
-    return out
+    return _count_above(values, values, component, ok)
 
 
 def _rank_ub(lo: np.ndarray, hi: np.ndarray, component: np.ndarray, ok: np.ndarray):
     """Arena's rank upper bound: 1 + models whose interval lies wholly above."""
-    out: list[int | None] = []
-    for i in range(len(lo)):
-        if not ok[i]:
-            out.append(None)
-            continue
-        peers = ok & (component == component[i])
-        out.append(1 + int(np.sum(lo[peers] > hi[i])))
-    return out
+    return _count_above(lo, hi, component, ok)
 
 
 def _build(ba, out, *, ties, alpha, anchor, scale, bootstrap, seed, level, msgs):

@@ -42,6 +42,15 @@
 //! with an exact LP verdict on 1,200 random small designs (continuous,
 //! discrete and soft targets).
 //!
+//! Passes. Each iteration reads the rows once (see `pass.rs` for the
+//! kernels): a trial point's loss, gradient and Hessian come from one pass,
+//! so an accepted full Newton step needs no second pass, and only shorter
+//! trials of the line search cost a loss-only pass each. The first pass of a
+//! fit also collects each column's sign ranges for the single-feature
+//! separation check, and the certificate test settles most candidates on
+//! the first few thousand rows, so on data that are not separated the
+//! checks cost no full pass.
+//!
 //! Determinism. Every sum over rows runs over fixed blocks of `CHUNK` rows
 //! combined by a binary tree whose shape depends only on the row count, so
 //! results are bit-identical whatever the number of rayon threads.
@@ -49,9 +58,12 @@
 //! Rejected alternatives: IRLS without a line search (can diverge from a poor
 //! start); fixed-step gradient descent (its answer on separated data depends
 //! on the step budget); the exact linear-programming separation check of
-//! Konis (2007), which also finds every combination but needs an LP solver.
-//! L-BFGS and L1 for many features are still to come: they will reuse
-//! `Data`, `reduce` and the separation report, swapping only `newton`.
+//! Konis (2007), which also finds every combination but needs an LP solver;
+//! reusing a Hessian over several steps, and starting the cross-validation
+//! folds from the full fit (both change the iterates, so fold results would
+//! depend on them at the level of `tol`, and the drift the separation check
+//! reads with them). L-BFGS and OWL-QN for many features (`lbfgs.rs`) reuse
+//! `Data`, the passes and the separation report, swapping only `newton`.
 
 use rayon::prelude::*;
 
@@ -59,12 +71,28 @@ use crate::error::{CoreError, Result};
 use crate::invalid;
 
 mod lbfgs;
+mod pass;
 mod two_way;
+use pass::{padded, Block, Sums, Want};
 pub use two_way::{fit_two_way, TwoWayData, TwoWayFit};
 
 /// Element types the feature matrix may have; it is read in place.
 pub trait Real: Copy + Send + Sync + std::fmt::Display + 'static {
     fn to_f64(self) -> f64;
+
+    /// Convert `src` into `dst` (same length).
+    #[inline]
+    fn widen(src: &[Self], dst: &mut [f64]) {
+        for (d, v) in dst.iter_mut().zip(src) {
+            *d = v.to_f64();
+        }
+    }
+
+    /// Whether every value is finite; no early exit, so it vectorises.
+    #[inline]
+    fn all_finite(v: &[Self]) -> bool {
+        v.iter().fold(true, |ok, x| ok & x.to_f64().is_finite())
+    }
 }
 
 impl Real for f64 {
@@ -72,12 +100,34 @@ impl Real for f64 {
     fn to_f64(self) -> f64 {
         self
     }
+
+    /// In pieces of four and a hand-unrolled tail: a row is short, and a
+    /// copy of unknown length becomes a call to `memcpy` that costs more
+    /// than the copy.
+    #[inline]
+    fn widen(src: &[Self], dst: &mut [f64]) {
+        let (mut d, mut s) = (dst.chunks_exact_mut(4), src.chunks_exact(4));
+        for (dc, sc) in (&mut d).zip(&mut s) {
+            dc[..4].copy_from_slice(&sc[..4]);
+        }
+        match (d.into_remainder(), s.remainder()) {
+            ([a], [u]) => *a = *u,
+            ([a, b], [u, v]) => (*a, *b) = (*u, *v),
+            ([a, b, c], [u, v, w]) => (*a, *b, *c) = (*u, *v, *w),
+            _ => {}
+        }
+    }
 }
 
 impl Real for f32 {
     #[inline]
     fn to_f64(self) -> f64 {
         f64::from(self)
+    }
+
+    #[inline]
+    fn widen(src: &[Self], dst: &mut [f64]) {
+        pass::widen_f32(src, dst);
     }
 }
 
@@ -236,6 +286,8 @@ const ZERO_MARGIN: f64 = 1e-6;
 /// A separating direction's components contributing less than this fraction
 /// of the largest are dropped when naming the features involved.
 const CLEAN_REL: f64 = 1e-3;
+/// Leaves of rows the quick refutation of a separating direction looks at.
+const REFUTE_LEAVES: usize = 8;
 /// Gradient tolerance and extra step budget of the separation probe.
 const PROBE_TOL: f64 = 1e-10;
 const PROBE_ITER: usize = 50;
@@ -265,24 +317,26 @@ impl<T: Real> Data<'_, T> {
     }
 
     fn load(&self, i: usize, buf: &mut [f64]) {
-        let src = &self.x[i * self.p..(i + 1) * self.p];
-        for (b, v) in buf.iter_mut().zip(src) {
-            *b = v.to_f64();
-        }
+        T::widen(&self.x[i * self.p..(i + 1) * self.p], buf);
     }
 
-    /// Visit the rows with positive weight among positions `a..b` as
-    /// (row index, weight, features as f64).
-    fn each_row(&self, a: usize, b: usize, mut f: impl FnMut(usize, f64, &[f64])) {
-        let mut buf = vec![0.0; self.p];
-        for k in a..b {
-            let i = self.row(k);
-            let w = self.weight(i);
-            if w > 0.0 {
-                self.load(i, &mut buf);
-                f(i, w, &buf);
-            }
-        }
+    /// Fold `f` over the blocks (see `pass.rs`) of the rows with positive
+    /// weight, leaf by leaf, merging the leaves by `merge` in the fixed tree
+    /// of [`reduce`].
+    fn fold_blocks<A, I, F, M>(&self, init: I, f: F, merge: M) -> A
+    where
+        A: Send,
+        I: Fn() -> A + Sync,
+        F: Fn(&mut A, &mut Block) + Sync,
+        M: Fn(A, A) -> A + Sync,
+    {
+        let leaf = |a: usize, b: usize| {
+            let (mut blk, mut acc) = (Block::take(self.p), init());
+            self.blocks(a, b, &mut blk, |blk| f(&mut acc, blk));
+            blk.give_back();
+            acc
+        };
+        reduce(self.len(), &leaf, &merge)
     }
 }
 
@@ -313,8 +367,22 @@ where
     tree(0, len.div_ceil(CHUNK).max(1), len, leaf, merge)
 }
 
+/// Dot product with four accumulators (vectorisable; fixed order).
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(u, v)| u * v).sum()
+    let mut acc = [0.0; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(u, v)| u * v)
+        .sum();
+    for (u, v) in ca.zip(cb) {
+        for l in 0..4 {
+            acc[l] += u[l] * v[l];
+        }
+    }
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + tail
 }
 
 fn add_into(acc: &mut [f64], other: &[f64]) {
@@ -361,59 +429,62 @@ fn sigmoid_var(t: f64) -> f64 {
     e / ((1.0 + e) * (1.0 + e))
 }
 
-/// Offset of row j in the packed upper triangle of a p x p matrix.
-fn packed_row(j: usize, p: usize) -> usize {
-    j * p - j * j.saturating_sub(1) / 2
-}
-
-/// Negative log-likelihood, gradient and packed Hessian of the data term.
+/// Negative log-likelihood, gradient and Hessian (p x p row-major, upper
+/// triangle only) or its diagonal, of the data term.
 struct Eval {
     nll: f64,
     grad: Vec<f64>,
     hess: Vec<f64>,
+    diag: Vec<f64>,
 }
 
-fn eval_full<T: Real>(d: &Data<T>, beta: &[f64]) -> Eval {
-    let p = d.p;
-    let leaf = |a: usize, b: usize| {
-        let mut e = Eval {
-            nll: 0.0,
-            grad: vec![0.0; p],
-            hess: vec![0.0; p * (p + 1) / 2],
-        };
-        d.each_row(a, b, |i, w, xr| {
-            let (eta, y) = (dot(xr, beta), d.y[i]);
-            e.nll += w * row_loss(eta, y);
-            let r = w * (sigmoid(eta) - y);
-            let h = w * sigmoid_var(eta);
-            for j in 0..p {
-                e.grad[j] += r * xr[j];
-                let s = h * xr[j];
-                if s != 0.0 {
-                    let off = packed_row(j, p);
-                    for (hk, xk) in e.hess[off..off + p - j].iter_mut().zip(&xr[j..]) {
-                        *hk += s * xk;
-                    }
-                }
+/// One pass over the rows at `beta`: the loss, and the gradient and the
+/// Hessian when `want` asks for them (see `pass.rs`).
+fn evaluate<T: Real>(d: &Data<T>, beta: &[f64], want: Want) -> Eval {
+    evaluate_with(d, beta, want, false).0
+}
+
+/// [`evaluate`], also collecting the sign ranges of the columns when
+/// `signs` (the first pass of a fit does, so that the single-feature
+/// separation check costs no pass of its own).
+fn evaluate_with<T: Real>(
+    d: &Data<T>,
+    beta: &[f64],
+    want: Want,
+    signs: bool,
+) -> (Eval, Option<SignRanges>) {
+    let (p, s) = (d.p, padded(d.p));
+    let bp = pad(beta, s);
+    let (sums, ranges) = d.fold_blocks(
+        || (Sums::new(s, want), signs.then(|| SignRanges::new(s))),
+        |(acc, rg), blk| {
+            pass::accumulate(blk, &bp, want, acc);
+            if let Some(rg) = rg {
+                rg.add(blk);
             }
-        });
-        e
+        },
+        |(a, ra), (b, rb)| (a.merge(b), ra.zip(rb).map(|(x, y)| x.merge(y))),
+    );
+    let (mut grad, mut diag) = (sums.grad, sums.diag);
+    grad.truncate(p);
+    diag.truncate(p);
+    let hess = if want == Want::Hess {
+        sums.hess
+            .chunks_exact(s)
+            .take(p)
+            .flat_map(|r| &r[..p])
+            .copied()
+            .collect()
+    } else {
+        Vec::new()
     };
-    reduce(d.len(), &leaf, &|mut a: Eval, b: Eval| {
-        a.nll += b.nll;
-        add_into(&mut a.grad, &b.grad);
-        add_into(&mut a.hess, &b.hess);
-        a
-    })
-}
-
-fn eval_nll<T: Real>(d: &Data<T>, beta: &[f64]) -> f64 {
-    let leaf = |a: usize, b: usize| {
-        let mut s = 0.0;
-        d.each_row(a, b, |i, w, xr| s += w * row_loss(dot(xr, beta), d.y[i]));
-        s
+    let e = Eval {
+        nll: sums.nll,
+        grad,
+        hess,
+        diag,
     };
-    reduce(d.len(), &leaf, &|a: f64, b: f64| a + b)
+    (e, ranges)
 }
 
 /// The ridge: which coefficients it touches, and how hard.
@@ -442,10 +513,9 @@ impl Ridge<'_> {
         let p = beta.len();
         let mut h = vec![0.0; p * p];
         for j in 0..p {
-            let off = packed_row(j, p);
             for k in j..p {
-                h[j * p + k] = e.hess[off + k - j];
-                h[k * p + j] = e.hess[off + k - j];
+                h[j * p + k] = e.hess[j * p + k];
+                h[k * p + j] = e.hess[j * p + k];
             }
             if !self.free[j] {
                 e.grad[j] += self.l2 * beta[j];
@@ -543,6 +613,11 @@ fn newton_step(h: &[f64], g: &[f64], p: usize) -> Option<(Vec<f64>, bool)> {
 /// accepted if it does not raise the objective beyond that resolution: the
 /// Armijo test cannot judge such steps, and near the optimum they are the
 /// quadratically convergent Newton steps.
+///
+/// The full step is evaluated with its gradient and Hessian in the same
+/// pass, since near the optimum it is almost always accepted and they are
+/// the next iteration's; shorter trials compute the loss alone, and the
+/// accepted one gets a full pass. Returns the new point and its evaluation.
 fn line_search<T: Real>(
     d: &Data<T>,
     ridge: &Ridge,
@@ -550,7 +625,7 @@ fn line_search<T: Real>(
     step: &[f64],
     obj0: f64,
     slope: f64,
-) -> Option<Vec<f64>> {
+) -> Option<(Vec<f64>, Eval)> {
     if slope.is_nan() || slope >= 0.0 {
         return None;
     }
@@ -558,24 +633,33 @@ fn line_search<T: Real>(
     let mut t = 1.0;
     for _ in 0..MAX_HALVINGS {
         let cand: Vec<f64> = beta.iter().zip(step).map(|(b, s)| b + t * s).collect();
-        let obj = eval_nll(d, &cand) + ridge.value(&cand);
-        if obj <= obj0 + ARMIJO_C * t * slope {
-            return Some(cand);
-        }
-        if t == 1.0 && -slope <= resolution && obj <= obj0 + resolution {
-            return Some(cand);
+        let want = if t == 1.0 { Want::Hess } else { Want::Loss };
+        let e = evaluate(d, &cand, want);
+        let obj = e.nll + ridge.value(&cand);
+        let small = t == 1.0 && -slope <= resolution && obj <= obj0 + resolution;
+        if obj <= obj0 + ARMIJO_C * t * slope || small {
+            let e = if want == Want::Hess {
+                e
+            } else {
+                evaluate(d, &cand, Want::Hess)
+            };
+            return Some((cand, e));
         }
         t *= 0.5;
     }
     None
 }
 
-/// State of the Newton iterations, resumable.
+/// State of the Newton iterations, resumable: the gradient and Hessian at
+/// `beta` (ridge included) are kept, so a continuation starts stepping at
+/// once.
 #[derive(Clone)]
 struct NewtonRun {
     beta: Vec<f64>,
     nll: f64,
     grad_norm: f64,
+    /// Gradient of the penalised objective at `beta`; empty until evaluated.
+    grad: Vec<f64>,
     hess: Vec<f64>,
     status: FitStatus,
     n_iter: usize,
@@ -590,12 +674,20 @@ impl NewtonRun {
             beta: vec![0.0; p],
             nll: 0.0,
             grad_norm: f64::INFINITY,
+            grad: Vec::new(),
             hess: Vec::new(),
             status: FitStatus::MaxIter,
             n_iter: 0,
             ridge_steps: 0,
             steps: Vec::new(),
         }
+    }
+
+    /// Take the evaluation `e` of the data term at `self.beta`.
+    fn set_eval(&mut self, mut e: Eval, ridge: &Ridge, w_total: f64) {
+        self.hess = ridge.complete(&mut e, &self.beta);
+        (self.nll, self.grad_norm) = (e.nll, max_abs(&e.grad) / w_total);
+        self.grad = e.grad;
     }
 }
 
@@ -609,10 +701,10 @@ fn newton<T: Real>(
     mut run: NewtonRun,
     limit: usize,
 ) -> NewtonRun {
+    if run.grad.is_empty() {
+        run.set_eval(evaluate(d, &run.beta, Want::Hess), ridge, w_total);
+    }
     loop {
-        let mut e = eval_full(d, &run.beta);
-        let h = ridge.complete(&mut e, &run.beta);
-        (run.nll, run.grad_norm, run.hess) = (e.nll, max_abs(&e.grad) / w_total, h);
         if run.grad_norm <= tol {
             run.status = FitStatus::Converged;
             return run;
@@ -621,12 +713,13 @@ fn newton<T: Real>(
             run.status = FitStatus::MaxIter;
             return run;
         }
-        let obj0 = e.nll + ridge.value(&run.beta);
-        let next = newton_step(&run.hess, &e.grad, d.p).and_then(|(step, ridged)| {
-            let found = line_search(d, ridge, &run.beta, &step, obj0, dot(&e.grad, &step));
-            found.map(|b| (b, ridged))
+        let obj0 = run.nll + ridge.value(&run.beta);
+        let next = newton_step(&run.hess, &run.grad, d.p).and_then(|(step, ridged)| {
+            let slope = dot(&run.grad, &step);
+            let found = line_search(d, ridge, &run.beta, &step, obj0, slope);
+            found.map(|(b, e)| (b, e, ridged))
         });
-        let Some((new_beta, ridged)) = next else {
+        let Some((new_beta, e, ridged)) = next else {
             run.status = FitStatus::LineSearchFailed;
             return run;
         };
@@ -636,6 +729,7 @@ fn newton<T: Real>(
             run.steps.remove(0);
         }
         run.beta = new_beta;
+        run.set_eval(e, ridge, w_total);
         run.n_iter += 1;
         run.ridge_steps += usize::from(ridged);
     }
@@ -643,7 +737,9 @@ fn newton<T: Real>(
 
 /// The separation verdict must not depend on the caller's budget: when the
 /// run stopped short of `PROBE_TOL`, a private continuation of up to
-/// `PROBE_ITER` more steps decides it (its iterate is never returned).
+/// `PROBE_ITER` more steps decides it (its iterate is never returned). It
+/// resumes from the run's stored gradient and Hessian, so a run that
+/// converged costs one more pass, not three.
 fn probe<T: Real>(d: &Data<T>, ridge: &Ridge, w_total: f64, run: &NewtonRun) -> Option<NewtonRun> {
     let done = run.grad_norm <= PROBE_TOL || run.status == FitStatus::LineSearchFailed;
     (!done).then(|| {
@@ -658,131 +754,266 @@ fn probe<T: Real>(d: &Data<T>, ridge: &Ridge, w_total: f64, run: &NewtonRun) -> 
     })
 }
 
-/// Features that separate the rows on their own: over rows with positive
-/// weight, x_ij > 0 only where y = 1 and x_ij < 0 only where y = 0 (or the
-/// mirror image), with some x_ij != 0. A soft target with x_ij != 0 breaks
-/// both directions.
-fn single_feature_separation<T: Real>(d: &Data<T>) -> Vec<usize> {
-    let p = d.p;
-    // Per column: [some nonzero, + direction broken, - direction broken].
-    let leaf = |a: usize, b: usize| {
-        let mut f = vec![[false; 3]; p];
-        d.each_row(a, b, |i, _, xr| {
-            let y = d.y[i];
-            for (fj, &v) in f.iter_mut().zip(xr) {
-                if v != 0.0 {
-                    let (agree, disagree) = if v > 0.0 { (1.0, 0.0) } else { (0.0, 1.0) };
-                    fj[0] = true;
-                    fj[1] |= y != agree;
-                    fj[2] |= y != disagree;
+/// Per column, over rows with positive weight: the range of x among rows
+/// with y = 1, the same among rows with y = 0, and the largest |x| among
+/// rows with a soft target (ranges start at 0: only signs and sizes count).
+#[derive(Clone)]
+struct SignRanges {
+    lo1: Vec<f64>,
+    hi1: Vec<f64>,
+    lo0: Vec<f64>,
+    hi0: Vec<f64>,
+    soft: Vec<f64>,
+}
+
+impl SignRanges {
+    fn new(s: usize) -> Self {
+        let zero = vec![0.0; s];
+        Self {
+            lo1: zero.clone(),
+            hi1: zero.clone(),
+            lo0: zero.clone(),
+            hi0: zero.clone(),
+            soft: zero,
+        }
+    }
+
+    fn add(&mut self, blk: &Block) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the running CPU supports AVX2, checked just above.
+            return unsafe { self.add_avx2(blk) };
+        }
+        self.add_body(blk);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn add_avx2(&mut self, blk: &Block) {
+        self.add_body(blk);
+    }
+
+    /// Eight columns at a time, the ranges held in registers over the
+    /// block's rows (the inputs are finite, so plain comparisons do).
+    #[inline(always)]
+    fn add_body(&mut self, blk: &Block) {
+        const L: usize = pass::LANES;
+        let s = blk.stride;
+        for g in (0..s).step_by(L) {
+            let load = |v: &[f64]| -> [f64; L] { std::array::from_fn(|l| v[g + l]) };
+            let (mut lo1, mut hi1, mut lo0, mut hi0, mut soft) = (
+                load(&self.lo1),
+                load(&self.hi1),
+                load(&self.lo0),
+                load(&self.hi0),
+                load(&self.soft),
+            );
+            for r in 0..blk.len {
+                let x = &blk.x[r * s + g..r * s + g + L];
+                let y = blk.y[r];
+                if y == 1.0 {
+                    widen_range(&mut lo1, &mut hi1, x);
+                } else if y == 0.0 {
+                    widen_range(&mut lo0, &mut hi0, x);
+                } else {
+                    for l in 0..L {
+                        soft[l] = if x[l].abs() > soft[l] {
+                            x[l].abs()
+                        } else {
+                            soft[l]
+                        };
+                    }
                 }
             }
-        });
-        f
-    };
-    let flags = reduce(
-        d.len(),
-        &leaf,
-        &|mut a: Vec<[bool; 3]>, b: Vec<[bool; 3]>| {
-            for (x, y) in a.iter_mut().zip(&b) {
-                *x = [x[0] | y[0], x[1] | y[1], x[2] | y[2]];
-            }
-            a
-        },
-    );
-    (0..p)
-        .filter(|&j| flags[j][0] && (!flags[j][1] || !flags[j][2]))
-        .collect()
+            self.lo1[g..g + L].copy_from_slice(&lo1);
+            self.hi1[g..g + L].copy_from_slice(&hi1);
+            self.lo0[g..g + L].copy_from_slice(&lo0);
+            self.hi0[g..g + L].copy_from_slice(&hi0);
+            self.soft[g..g + L].copy_from_slice(&soft);
+        }
+    }
+
+    fn merge(mut self, o: Self) -> Self {
+        let lows = [(&mut self.lo1, &o.lo1), (&mut self.lo0, &o.lo0)];
+        for (a, b) in lows {
+            a.iter_mut().zip(b).for_each(|(u, &v)| *u = u.min(v));
+        }
+        let highs = [
+            (&mut self.hi1, &o.hi1),
+            (&mut self.hi0, &o.hi0),
+            (&mut self.soft, &o.soft),
+        ];
+        for (a, b) in highs {
+            a.iter_mut().zip(b).for_each(|(u, &v)| *u = u.max(v));
+        }
+        self
+    }
+
+    /// Features that separate the rows on their own: x_ij > 0 only where
+    /// y = 1 and x_ij < 0 only where y = 0 (or the mirror image), with some
+    /// x_ij != 0. A soft target with x_ij != 0 breaks both directions.
+    fn single_features(&self, p: usize) -> Vec<usize> {
+        (0..p)
+            .filter(|&j| {
+                let soft = self.soft[j] > 0.0;
+                let (lo1, hi1, lo0, hi0) = (self.lo1[j], self.hi1[j], self.lo0[j], self.hi0[j]);
+                let nonzero = soft || lo1 < 0.0 || hi1 > 0.0 || lo0 < 0.0 || hi0 > 0.0;
+                let plus_broken = soft || lo1 < 0.0 || hi0 > 0.0;
+                let minus_broken = soft || hi1 > 0.0 || lo0 < 0.0;
+                nonzero && (!plus_broken || !minus_broken)
+            })
+            .collect()
+    }
+
+    /// Largest |x_ij| per column.
+    fn column_scale(&self, p: usize) -> Vec<f64> {
+        (0..p)
+            .map(|j| {
+                let m = (-self.lo1[j])
+                    .max(self.hi1[j])
+                    .max(-self.lo0[j])
+                    .max(self.hi0[j]);
+                m.max(self.soft[j])
+            })
+            .collect()
+    }
+}
+
+#[inline(always)]
+fn widen_range(lo: &mut [f64; pass::LANES], hi: &mut [f64; pass::LANES], x: &[f64]) {
+    for l in 0..pass::LANES {
+        lo[l] = if x[l] < lo[l] { x[l] } else { lo[l] };
+        hi[l] = if x[l] > hi[l] { x[l] } else { hi[l] };
+    }
+}
+
+/// The sign ranges of every column, in a pass of their own.
+fn sign_ranges<T: Real>(d: &Data<T>) -> SignRanges {
+    let s = padded(d.p);
+    d.fold_blocks(
+        || SignRanges::new(s),
+        |m, blk| m.add(blk),
+        SignRanges::merge,
+    )
+}
+
+#[cfg(test)]
+fn single_feature_separation<T: Real>(d: &Data<T>) -> Vec<usize> {
+    sign_ranges(d).single_features(d.p)
+}
+
+fn pad(v: &[f64], s: usize) -> Vec<f64> {
+    let mut out = v.to_vec();
+    out.resize(s, 0.0);
+    out
+}
+
+/// The largest amount by which a row's margin m = x_i.v has the wrong
+/// sign for its target: m where y != 1, -m where y != 0 (-inf if none).
+#[inline]
+fn wrong_side(m: f64, y: f64) -> f64 {
+    let pos = if y == 1.0 { f64::NEG_INFINITY } else { m };
+    let neg = if y == 0.0 { f64::NEG_INFINITY } else { -m };
+    pos.max(neg)
 }
 
 /// Certificate test of each candidate: does `v` separate the rows? Xv must
 /// be clearly nonzero (its largest entry above 1e-8 of the largest sum
 /// |x_ij v_j|, so that cancellation noise never passes) and every row with
 /// |x_i.v| above `ZERO_MARGIN` times the largest has the target its sign
-/// asks for. One pass finds the scales of every candidate; the row check
-/// then stops at the first violation, which on data that are not separated
-/// comes within a few rows (the check was two full passes per candidate).
-fn separating<T: Real>(d: &Data<T>, candidates: &[Vec<f64>]) -> Vec<bool> {
-    let nc = candidates.len();
-    let leaf = |a: usize, b: usize| {
-        let mut m = vec![(0.0_f64, 0.0_f64); nc];
-        d.each_row(a, b, |_, _, xr| {
-            for (mc, v) in m.iter_mut().zip(candidates) {
-                mc.0 = mc.0.max(dot(xr, v).abs());
-                mc.1 = mc.1.max(xr.iter().zip(v).map(|(x, c)| (x * c).abs()).sum());
+/// asks for.
+///
+/// `scale` (the largest |x_ij| per column) bounds every margin by
+/// B = sum_j |v_j| scale_j, so a row on the wrong side by more than
+/// `ZERO_MARGIN` B refutes `v` whatever the largest margin is: a look at the
+/// first few thousand rows settles almost every candidate on data that are
+/// not separated. The candidates left get one parallel pass that finds, for
+/// each, the largest margin, the largest sum |x_ij v_j| and the largest
+/// wrong-side margin, from which the verdict follows exactly. (The check
+/// was two full passes and a scan per candidate.)
+fn separating<T: Real>(d: &Data<T>, candidates: &[Vec<f64>], scale: &[f64]) -> Vec<bool> {
+    let padded_c: Vec<Vec<f64>> = candidates.iter().map(|v| pad(v, padded(d.p))).collect();
+    let alive: Vec<usize> = (0..candidates.len())
+        .filter(|&c| {
+            let bound: f64 = candidates[c]
+                .iter()
+                .zip(scale)
+                .map(|(v, s)| (v * s).abs())
+                .sum();
+            // Rounding can push a computed margin a few ulps past the bound.
+            !refuted(d, &padded_c[c], ZERO_MARGIN * bound * (1.0 + 1e-9))
+        })
+        .collect();
+    let mut verdict = vec![false; candidates.len()];
+    if alive.is_empty() {
+        return verdict;
+    }
+    let nc = alive.len();
+    let m = d.fold_blocks(
+        || vec![(0.0_f64, 0.0_f64, f64::NEG_INFINITY); nc],
+        |m, blk| {
+            for r in 0..blk.len {
+                let xr = blk.xr(r);
+                for (mc, &c) in m.iter_mut().zip(&alive) {
+                    let eta = pass::dot_lanes(xr, &padded_c[c]);
+                    mc.0 = mc.0.max(eta.abs());
+                    mc.1 = mc.1.max(pass::abs_dot_lanes(xr, &padded_c[c]));
+                    mc.2 = mc.2.max(wrong_side(eta, blk.y[r]));
+                }
             }
-        });
-        m
-    };
-    let scales = reduce(
-        d.len(),
-        &leaf,
-        &|mut a: Vec<(f64, f64)>, b: Vec<(f64, f64)>| {
+        },
+        |mut a: Vec<(f64, f64, f64)>, b: Vec<(f64, f64, f64)>| {
             for (x, y) in a.iter_mut().zip(&b) {
-                *x = (x.0.max(y.0), x.1.max(y.1));
+                *x = (x.0.max(y.0), x.1.max(y.1), x.2.max(y.2));
             }
             a
         },
     );
-    candidates
-        .iter()
-        .zip(scales)
-        .map(|(v, (amax, mmax))| {
-            let clear = amax.is_finite() && amax > 1e-8 * mmax;
-            clear && no_violation(d, v, ZERO_MARGIN * amax)
-        })
-        .collect()
+    for (&c, (amax, mmax, worst)) in alive.iter().zip(m) {
+        let clear = amax.is_finite() && amax > 1e-8 * mmax;
+        verdict[c] = clear && worst <= ZERO_MARGIN * amax;
+    }
+    verdict
 }
 
-/// Whether every row with |x_i.v| > cut has the target its sign asks for;
-/// a sequential scan that stops at the first row that breaks it.
-fn no_violation<T: Real>(d: &Data<T>, v: &[f64], cut: f64) -> bool {
-    let mut buf = vec![0.0; d.p];
-    (0..d.len()).all(|k| {
-        let i = d.row(k);
-        if d.weight(i) <= 0.0 {
-            return true;
-        }
-        d.load(i, &mut buf);
-        let (m, y) = (dot(&buf, v), d.y[i]);
-        (m <= cut || y == 1.0) && (m >= -cut || y == 0.0)
-    })
-}
-
-fn separates<T: Real>(d: &Data<T>, v: &[f64]) -> bool {
-    separating(d, std::slice::from_ref(&v.to_vec()))[0]
-}
-
-/// Largest |x_ij| per column over rows with positive weight.
-fn column_scale<T: Real>(d: &Data<T>) -> Vec<f64> {
-    let leaf = |a: usize, b: usize| {
-        let mut s = vec![0.0_f64; d.p];
-        d.each_row(a, b, |_, _, xr| {
-            s.iter_mut().zip(xr).for_each(|(m, x)| *m = m.max(x.abs()));
+/// Whether one of the first `REFUTE_LEAVES` leaves of rows holds a row on
+/// the wrong side of `v` (padded) by more than `cut`: a sequential scan
+/// that stops at the first leaf holding one. It looks no further, so that
+/// a candidate that survives costs one parallel pass, not a sequential one.
+fn refuted<T: Real>(d: &Data<T>, v: &[f64], cut: f64) -> bool {
+    let mut blk = Block::take(d.p);
+    let end = d.len().min(REFUTE_LEAVES * CHUNK);
+    let (mut found, mut a) = (false, 0);
+    while !found && a < end {
+        let b = (a + CHUNK).min(end);
+        d.blocks(a, b, &mut blk, |blk| {
+            found = found
+                || (0..blk.len).any(|r| wrong_side(pass::dot_lanes(blk.xr(r), v), blk.y[r]) > cut);
         });
-        s
-    };
-    reduce(d.len(), &leaf, &|mut a: Vec<f64>, b: Vec<f64>| {
-        a.iter_mut().zip(&b).for_each(|(m, x)| *m = m.max(*x));
-        a
-    })
+        a = b;
+    }
+    blk.give_back();
+    found
 }
 
 /// The first candidate direction that passes the certificate, with the
 /// components contributing less than `CLEAN_REL` of the largest dropped when
 /// the cleaned direction still passes; scaled to max |v_j| = 1.
-fn certified_direction<T: Real>(d: &Data<T>, candidates: &[Vec<f64>]) -> Option<Vec<f64>> {
-    let verdict = separating(d, candidates);
+fn certified_direction<T: Real>(
+    d: &Data<T>,
+    candidates: &[Vec<f64>],
+    scale: &[f64],
+) -> Option<Vec<f64>> {
+    let verdict = separating(d, candidates, scale);
     let v = &candidates[verdict.iter().position(|&ok| ok)?];
-    let scale = column_scale(d);
-    let contrib: Vec<f64> = v.iter().zip(&scale).map(|(c, s)| (c * s).abs()).collect();
+    let contrib: Vec<f64> = v.iter().zip(scale).map(|(c, s)| (c * s).abs()).collect();
     let top = max_abs(&contrib);
     let cleaned: Vec<f64> = v
         .iter()
         .zip(&contrib)
         .map(|(&c, &k)| if k >= CLEAN_REL * top { c } else { 0.0 })
         .collect();
-    let mut dir = if separates(d, &cleaned) {
+    let mut dir = if separating(d, std::slice::from_ref(&cleaned), scale)[0] {
         cleaned
     } else {
         v.clone()
@@ -799,8 +1030,14 @@ struct SeparationReport {
     fatal: bool,
 }
 
-fn separation_report<T: Real>(d: &Data<T>, run: &NewtonRun, free: &[bool]) -> SeparationReport {
-    let single = single_feature_separation(d);
+/// The separation report of a run; `signs` are the data's sign ranges.
+fn separation_report<T: Real>(
+    d: &Data<T>,
+    run: &NewtonRun,
+    free: &[bool],
+    signs: &SignRanges,
+) -> SeparationReport {
+    let single = signs.single_features(d.p);
     let mut candidates: Vec<Vec<f64>> = Vec::new();
     if let Some(last) = run.steps.last() {
         candidates.push(last.clone());
@@ -811,7 +1048,7 @@ fn separation_report<T: Real>(d: &Data<T>, run: &NewtonRun, free: &[bool]) -> Se
         candidates.push(drift);
     }
     candidates.push(run.beta.clone());
-    let direction = certified_direction(d, &candidates);
+    let direction = certified_direction(d, &candidates, &signs.column_scale(d.p));
     let support: Vec<usize> = direction
         .as_ref()
         .map(|v| (0..d.p).filter(|&j| v[j] != 0.0).collect())
@@ -826,6 +1063,18 @@ fn separation_report<T: Real>(d: &Data<T>, run: &NewtonRun, free: &[bool]) -> Se
         direction,
         fatal,
     }
+}
+
+/// Position of the first non-finite value: chunks are tested in parallel
+/// by a vectorised reduction, and only a failing chunk is scanned.
+fn first_non_finite<T: Real>(x: &[T]) -> Option<usize> {
+    const SPAN: usize = 1 << 14;
+    let c = x.par_chunks(SPAN).position_first(|c| !T::all_finite(c))?;
+    let chunk = &x[c * SPAN..(c * SPAN + SPAN).min(x.len())];
+    chunk
+        .iter()
+        .position(|v| !v.to_f64().is_finite())
+        .map(|k| c * SPAN + k)
 }
 
 fn validate_inputs<T: Real>(
@@ -852,7 +1101,7 @@ fn validate_inputs<T: Real>(
             y.len()
         ));
     }
-    if let Some(pos) = x.par_iter().position_first(|v| !v.to_f64().is_finite()) {
+    if let Some(pos) = first_non_finite(x) {
         let (row, col) = (pos / p, pos % p);
         return Err(invalid!(
             "x[row {row}, column {col}] = {}; expected a finite number",
@@ -986,17 +1235,21 @@ fn fit_data<T: Real>(d: &Data<T>, opts: &FitOptions) -> Result<LogisticFit> {
         Solver::Auto => Solver::Newton,
         s => s,
     };
+    // The first pass (at beta = 0) also collects the sign ranges that the
+    // separation report needs.
+    let want = if solver == Solver::Newton {
+        Want::Hess
+    } else {
+        Want::GradDiag
+    };
+    let (e0, signs) = evaluate_with(d, &vec![0.0; p], want, true);
+    let signs = signs.unwrap_or_else(|| sign_ranges(d));
     let (mut run, sep) = if solver == Solver::Newton {
-        let run = newton(
-            d,
-            &ridge,
-            opts.tol,
-            total_weight,
-            NewtonRun::start(p),
-            opts.max_iter,
-        );
+        let mut start = NewtonRun::start(p);
+        start.set_eval(e0, &ridge, total_weight);
+        let run = newton(d, &ridge, opts.tol, total_weight, start, opts.max_iter);
         let probed = probe(d, &ridge, total_weight, &run);
-        let sep = separation_report(d, probed.as_ref().unwrap_or(&run), &free);
+        let sep = separation_report(d, probed.as_ref().unwrap_or(&run), &free, &signs);
         (run, sep)
     } else {
         let pen = lbfgs::Penalty {
@@ -1004,8 +1257,10 @@ fn fit_data<T: Real>(d: &Data<T>, opts: &FitOptions) -> Result<LogisticFit> {
             l1: opts.l1,
             free: &free,
         };
-        let run = lbfgs::lbfgs(d, &pen, opts.tol, total_weight, opts.max_iter, opts.history);
-        let sep = separation_report(d, &run, &free);
+        let limits = (opts.max_iter, opts.history);
+        let at_zero = (e0.nll, e0.grad, e0.diag);
+        let run = lbfgs::lbfgs(d, &pen, at_zero, opts.tol, total_weight, limits);
+        let sep = separation_report(d, &run, &free, &signs);
         (run, sep)
     };
     let status = if sep.fatal {
@@ -1015,7 +1270,7 @@ fn fit_data<T: Real>(d: &Data<T>, opts: &FitOptions) -> Result<LogisticFit> {
     };
     let want_cov = status != FitStatus::Separated && opts.covariance && opts.l1 == 0.0;
     if want_cov && run.hess.is_empty() {
-        let mut e = eval_full(d, &run.beta);
+        let mut e = evaluate(d, &run.beta, Want::Hess);
         run.hess = ridge.complete(&mut e, &run.beta);
     }
     let cov = if want_cov {
@@ -1187,28 +1442,27 @@ pub fn fold_assignment(n: usize, k: usize, seed: u64) -> Vec<usize> {
 
 /// Weighted held-out sums: (weight, accuracy credit, log-loss, rows).
 fn score<T: Real>(d: &Data<T>, beta: &[f64]) -> (f64, f64, f64, usize) {
-    let leaf = |a: usize, b: usize| {
-        let mut s = (0.0, 0.0, 0.0, 0_usize);
-        d.each_row(a, b, |i, w, xr| {
-            let (eta, y) = (dot(xr, beta), d.y[i]);
+    let bp = pad(beta, padded(d.p));
+    let add = |s: &mut (f64, f64, f64, usize), blk: &mut Block| {
+        for r in 0..blk.len {
+            let (eta, y, w) = (pass::dot_lanes(blk.xr(r), &bp), blk.y[r], blk.w[r]);
             let credit = if eta == 0.0 || y == 0.5 {
                 0.5
             } else {
                 f64::from(u8::from((eta > 0.0) == (y > 0.5)))
             };
-            s = (
+            *s = (
                 s.0 + w,
                 s.1 + w * credit,
                 s.2 + w * row_loss(eta, y),
                 s.3 + 1,
             );
-        });
-        s
+        }
     };
     let merge = |a: (f64, f64, f64, usize), b: (f64, f64, f64, usize)| {
         (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3)
     };
-    reduce(d.len(), &leaf, &merge)
+    d.fold_blocks(|| (0.0, 0.0, 0.0, 0_usize), add, merge)
 }
 
 /// k-fold cross-validation of [`fit`]: fold `f` is predicted by the fit on
@@ -1927,5 +2181,124 @@ mod tests {
         };
         let r = kfold(&x, 20, 2, &y, None, 4, 3, &opts).unwrap();
         assert_eq!(r.accuracy, Some(1.0));
+    }
+
+    /// The certificate as first written: one pass for the scales, then a
+    /// scan of every row against the cut (a slow, readable reference).
+    fn separates_reference(x: &[f64], p: usize, y: &[f64], v: &[f64]) -> bool {
+        let margins: Vec<f64> = x
+            .chunks_exact(p)
+            .map(|r| r.iter().zip(v).map(|(a, b)| a * b).sum())
+            .collect();
+        let amax = margins.iter().fold(0.0_f64, |m, e| m.max(e.abs()));
+        let mmax = x
+            .chunks_exact(p)
+            .map(|r| r.iter().zip(v).map(|(a, b)| (a * b).abs()).sum::<f64>())
+            .fold(0.0_f64, f64::max);
+        let cut = ZERO_MARGIN * amax;
+        let clear = amax > 1e-8 * mmax;
+        clear
+            && margins
+                .iter()
+                .zip(y)
+                .all(|(&m, &t)| (m <= cut || t == 1.0) && (m >= -cut || t == 0.0))
+    }
+
+    #[test]
+    fn certificate_matches_reference() {
+        // y = 1 exactly when x1 + x2 > 0 (quasi-complete: ties at 0 mixed),
+        // 30,000 rows so that the quick look covers a fraction of them.
+        let mut rng = SplitMix64(99);
+        let n = 30_000;
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let a = (rng.below(21) as f64) - 10.0;
+            let b = (rng.below(21) as f64) - 10.0;
+            x.extend_from_slice(&[1.0, a, b, (rng.below(7) as f64) - 3.0]);
+            y.push(if a + b == 0.0 {
+                (i % 2) as f64
+            } else {
+                f64::from(u8::from(a + b > 0.0))
+            });
+        }
+        // The last row alone breaks the direction (1, 1) but not (0, 1, 1).
+        x.extend_from_slice(&[1.0, 0.0, 0.0, 2.0]);
+        y.push(0.5);
+        let d = Data {
+            x: &x[..],
+            p: 4,
+            y: &y,
+            w: None,
+            rows: None,
+            n: n + 1,
+        };
+        let candidates = vec![
+            vec![0.0, 1.0, 1.0, 0.0],
+            vec![0.0, 1.0, 1.0, 1e-3],
+            vec![1.0, 1.0, 1.0, 0.0],
+            vec![0.0, 1.0, 0.9, 0.0],
+            vec![0.0, 0.0, 0.0, 0.0],
+            vec![0.0, -1.0, -1.0, 0.0],
+        ];
+        let scale = sign_ranges(&d).column_scale(4);
+        let got = separating(&d, &candidates, &scale);
+        let want: Vec<bool> = candidates
+            .iter()
+            .map(|v| separates_reference(&x, 4, &y, v))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(want, vec![true, false, false, false, false, false]);
+    }
+
+    /// A step too long for the Armijo test: the line search halves it with
+    /// loss-only passes, and the evaluation it returns is the full one at
+    /// the accepted point.
+    #[test]
+    fn backtracking_returns_the_evaluation_of_its_point() {
+        let (x, y) = simulate(3000, &[0.2, 1.0, -0.5], 13);
+        let d = Data {
+            x: &x[..],
+            p: 3,
+            y: &y,
+            w: None,
+            rows: None,
+            n: 3000,
+        };
+        let free = vec![true; 3];
+        let ridge = Ridge {
+            l2: 0.0,
+            free: &free,
+        };
+        let beta = vec![0.0; 3];
+        let e0 = evaluate(&d, &beta, Want::Hess);
+        let step: Vec<f64> = e0.grad.iter().map(|g| -40.0 * g / 3000.0).collect();
+        let slope = dot(&e0.grad, &step);
+        let (b, e) = line_search(&d, &ridge, &beta, &step, e0.nll, slope).unwrap();
+        assert!(b[1] < step[1] && b[1] > 0.0, "{b:?} vs {step:?}");
+        let again = evaluate(&d, &b, Want::Hess);
+        assert_eq!(e.nll.to_bits(), again.nll.to_bits());
+        assert_eq!(e.grad, again.grad);
+        assert_eq!(e.hess, again.hess);
+        assert!(e.nll < e0.nll);
+    }
+
+    /// f32 rows wider than one vector, read through index lists (folds) and
+    /// with weights (row by row): the same bits as their f64 copies.
+    #[test]
+    fn wide_f32_through_folds_and_weights_matches_f64() {
+        let mut beta = vec![0.0; 20];
+        (0..20).for_each(|j| beta[j] = 0.1 * (j as f64 - 9.5) / 10.0);
+        let (x, y) = simulate(2500, &beta, 29);
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let x64: Vec<f64> = x32.iter().map(|&v| f64::from(v)).collect();
+        let o = FitOptions::default();
+        let a = kfold(&x32, 2500, 20, &y, None, 3, 5, &o).unwrap();
+        let b = kfold(&x64, 2500, 20, &y, None, 3, 5, &o).unwrap();
+        assert_eq!(a, b);
+        let w: Vec<f64> = (0..2500).map(|i| f64::from((i % 3) as u8)).collect();
+        let a = fit(&x32, 2500, 20, &y, Some(&w), &o).unwrap();
+        let b = fit(&x64, 2500, 20, &y, Some(&w), &o).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.n_obs, 1666);
     }
 }

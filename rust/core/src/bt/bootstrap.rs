@@ -5,6 +5,8 @@
 //! pair and an outcome). So each round draws that multinomial directly
 //! (O(cells), see [`super::rng`]) and refits from the full-data estimate:
 //! the same distribution as the battle bootstrap at a fraction of the cost.
+//! Each round's fit skips the covariance and stops at a looser tolerance
+//! (see [`bootstrap`]).
 //! Weighted input: a cell's resampled weight is its drawn count times its
 //! mean weight, which ignores the spread of weights inside a cell (exact
 //! when weights are constant per pair and outcome).
@@ -73,6 +75,8 @@ struct Round {
     converged: bool,
 }
 
+/// One round's counts: Multinomial(N, n_cell / N) over the cells (a pair
+/// and an outcome), `flat` holding the cells' counts in order.
 fn resample(counts: &PairCounts, flat: &[u64], total: u64, rng: &mut Xoshiro256pp) -> PairCounts {
     let mut drawn = vec![0u64; flat.len()];
     multinomial(rng, total, flat, &mut drawn);
@@ -80,6 +84,7 @@ fn resample(counts: &PairCounts, flat: &[u64], total: u64, rng: &mut Xoshiro256p
         .cells
         .iter()
         .zip(drawn.chunks_exact(3))
+        .filter(|(_, d)| d.iter().any(|&x| x > 0))
         .map(|(c, d)| {
             let mut w = [0.0; 3];
             for s in 0..3 {
@@ -94,7 +99,6 @@ fn resample(counts: &PairCounts, flat: &[u64], total: u64, rng: &mut Xoshiro256p
                 w,
             }
         })
-        .filter(|c| c.battles() > 0)
         .collect();
     PairCounts {
         n_models: counts.n_models,

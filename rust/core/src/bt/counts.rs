@@ -8,13 +8,20 @@
 //! additive, so partial collapses of partitions merge by summing (the
 //! map-reduce of DESIGN.md).
 //!
-//! Paths: unweighted input with a small triangle (`K(K-1)/2 ≤ 2^20`) is
-//! counted into dense integer triangles, one per rayon part, then summed;
-//! integer sums make the result identical for any thread count. Weighted
+//! Paths: unweighted input with `K ≤ 2048` (and under 2^32 rows) is counted
+//! by rayon parts, each into its own byte per (ordered pair, raw outcome):
+//! a 3 MB square at `K = 1000`, small enough to stay in cache, and the row
+//! loop does no orientation work. A byte that wraps records its position
+//! (256 more battles). The parts' squares are then folded into the oriented
+//! triangle in tiles (the mirrored entries read a cache line at a time).
+//! Integer sums make the result identical for any thread count. Weighted
 //! input, or a large `K`, goes through a sort of pair keys, summing the
 //! weights of a cell in row order, again independent of threads.
 //! Rejected: a hash map (slower than both, and its order is arbitrary); a
-//! one-hot design matrix (N×K memory).
+//! one-hot design matrix (N×K memory); u32 counters per pair and outcome (a
+//! 6 MB triangle per part at `K = 1000` that misses cache on every row, and
+//! an orientation step per row: twice the time of the byte squares);
+//! radix-bucketing the rows first (a second pass over N, no faster here).
 
 use rayon::prelude::*;
 
@@ -25,7 +32,9 @@ pub const A_WINS: u8 = 0;
 pub const B_WINS: u8 = 1;
 pub const TIE: u8 = 2;
 
-const DENSE_MAX_CELLS: usize = 1 << 20;
+/// Largest `K` counted through byte squares (3K² bytes per part, 12.6 MB
+/// at the limit).
+const SQUARE_MAX_MODELS: usize = 2048;
 
 /// Borrowed battle arrays: model indices of the two sides, outcome codes
 /// ([`A_WINS`], [`B_WINS`], [`TIE`]) and optional non-negative weights.
@@ -98,6 +107,78 @@ fn check_row(k: usize, bt: &Battles<'_>, r: usize) -> Result<()> {
     Ok(())
 }
 
+/// Battles of one part of the rows by ordered pair and raw outcome: a byte
+/// per `(a, b, outcome)` at `(a·K + b)·3 + outcome`, and the positions whose
+/// byte wrapped past 255 (each stands for 256 more battles).
+struct ByteSquare {
+    bytes: Vec<u8>,
+    spills: Vec<u32>,
+}
+
+/// Rows of the triangle folded per task.
+const FOLD_ROWS: usize = 16;
+
+/// Sum the parts' squares into the oriented triangle `[lo wins, hi wins,
+/// ties]` per pair (u32: the caller routes more than 2^32 rows elsewhere).
+/// Tiles of `FOLD_ROWS` rows read the mirrored `(hi, lo)` entries a cache
+/// line at a time instead of one line per pair.
+fn fold_squares(k: usize, squares: &[ByteSquare]) -> Vec<u32> {
+    let n_cells = k * k.saturating_sub(1) / 2;
+    let mut out = vec![0u32; 3 * n_cells];
+    // Split the triangle into the row blocks the tasks own.
+    let mut blocks: Vec<(usize, &mut [u32])> = Vec::new();
+    let mut rest: &mut [u32] = &mut out;
+    for lo0 in (0..k).step_by(FOLD_ROWS) {
+        let lo1 = (lo0 + FOLD_ROWS).min(k);
+        let len = 3 * (tri_start(k, lo1) - tri_start(k, lo0));
+        let (head, tail) = rest.split_at_mut(len);
+        blocks.push((lo0, head));
+        rest = tail;
+    }
+    blocks.into_par_iter().for_each(|(lo0, block)| {
+        let lo1 = (lo0 + FOLD_ROWS).min(k);
+        let first = tri_start(k, lo0);
+        for sq in squares {
+            let bytes = &sq.bytes;
+            for lo in lo0..lo1 {
+                // (lo, hi) entries: a contiguous run of row lo.
+                let row = &bytes[3 * (lo * k + lo + 1)..3 * (lo * k + k)];
+                let dst = &mut block[3 * (tri_start(k, lo) - first)..][..3 * (k - lo - 1)];
+                for (d, s) in dst.chunks_exact_mut(3).zip(row.chunks_exact(3)) {
+                    d[0] += u32::from(s[0]);
+                    d[1] += u32::from(s[1]);
+                    d[2] += u32::from(s[2]);
+                }
+            }
+            for hi in lo0 + 1..k {
+                // (hi, lo) entries for the block's rows lo < hi: one short run.
+                let top = lo1.min(hi);
+                let col = &bytes[3 * (hi * k + lo0)..3 * (hi * k + top)];
+                for (lo, s) in (lo0..top).zip(col.chunks_exact(3)) {
+                    let at = 3 * (tri_start(k, lo) - first + (hi - lo - 1));
+                    block[at] += u32::from(s[1]);
+                    block[at + 1] += u32::from(s[0]);
+                    block[at + 2] += u32::from(s[2]);
+                }
+            }
+        }
+    });
+    for sq in squares {
+        for &at in &sq.spills {
+            let at = at as usize;
+            let (pair, o) = (at / 3, (at % 3) as u8);
+            let (lo, hi, slot) = orient(pair / k, pair % k, o);
+            out[3 * tri(k, lo, hi) + slot] += 256;
+        }
+    }
+    out
+}
+
+/// Index of the first pair `(lo, lo + 1)` of row `lo` in the triangle.
+fn tri_start(k: usize, lo: usize) -> usize {
+    lo * (2 * k - lo - 1) / 2
+}
+
 /// Triangle index of the pair (lo < hi) among `k` models.
 fn tri(k: usize, lo: usize, hi: usize) -> usize {
     lo * (2 * k - lo - 1) / 2 + (hi - lo - 1)
@@ -130,78 +211,69 @@ impl PairCounts {
         if n_models > u32::MAX as usize {
             return Err(invalid!("n_models {n_models} exceeds 2^32 - 1"));
         }
-        let n_cells = n_models * n_models.saturating_sub(1) / 2;
-        if bt.weight.is_none() && n_cells <= DENSE_MAX_CELLS {
+        if bt.weight.is_none() && n_models <= SQUARE_MAX_MODELS && n <= u32::MAX as usize {
             Self::dense_unweighted(n_models, bt)
         } else {
             Self::sorted(n_models, bt)
         }
     }
 
-    fn dense_unweighted(k: usize, bt: &Battles<'_>) -> Result<Self> {
-        let n = bt.a.len();
-        let n_cells = k * k.saturating_sub(1) / 2;
-        // Row offsets of the triangle: cell (lo, hi) sits at off[lo] + hi.
-        let off: Vec<usize> = (0..k)
-            .map(|lo| tri(k, lo, lo + 1).wrapping_sub(lo + 1))
-            .collect();
-        // u32 counters halve the memory traffic; a part never exceeds 2^32 rows.
-        let parts = rayon::current_num_threads()
-            .clamp(1, 1 + n / 65_536)
-            .max(n.div_ceil(u32::MAX as usize));
-        let size = n.div_ceil(parts).max(1);
-        let tris: Vec<Vec<[u32; 3]>> = (0..parts)
-            .into_par_iter()
-            .map(|p| {
-                let mut t = vec![[0u32; 3]; n_cells];
-                let rows = p * size..((p + 1) * size).min(n);
-                let mut clean = true;
-                for ((&a, &b), &o) in bt.a[rows.clone()]
-                    .iter()
-                    .zip(&bt.b[rows.clone()])
-                    .zip(&bt.outcome[rows.clone()])
-                {
-                    let (a, b) = (a as usize, b as usize);
-                    if a >= k || b >= k || a == b || o > TIE {
-                        clean = false; // found again, with its row, below
-                        break;
-                    }
-                    let (lo, hi) = (a.min(b), a.max(b));
-                    // Slot: 2 for a tie, else the winner's side relative to lo.
-                    let slot = if o == TIE {
-                        2
-                    } else {
-                        (o ^ u8::from(a > b)) as usize
-                    };
-                    t[off[lo].wrapping_add(hi)][slot] += 1;
-                }
-                if !clean {
-                    for r in rows {
-                        check_row(k, bt, r)?;
-                    }
-                }
-                Ok(t)
-            })
-            .collect::<Result<_>>()?;
-        let mut total = vec![[0u64; 3]; n_cells];
-        for t in &tris {
-            for (acc, c) in total.iter_mut().zip(t) {
-                for s in 0..3 {
-                    acc[s] += u64::from(c[s]);
-                }
+    /// Count one part of the rows into a byte square; None when a row is
+    /// bad (the caller then finds it, with its row number).
+    fn count_part(k: usize, bt: &Battles<'_>, rows: std::ops::Range<usize>) -> Option<ByteSquare> {
+        let mut sq = ByteSquare {
+            bytes: vec![0u8; 3 * k * k],
+            spills: Vec::new(),
+        };
+        let (a, b, o) = (&bt.a[rows.clone()], &bt.b[rows.clone()], &bt.outcome[rows]);
+        for ((&a, &b), &o) in a.iter().zip(b).zip(o) {
+            let (a, b) = (a as usize, b as usize);
+            if a >= k || b >= k || a == b || o > TIE {
+                return None;
+            }
+            // Ordered pair and raw outcome: no orientation work per row.
+            let at = (a * k + b) * 3 + o as usize;
+            let (v, carry) = sq.bytes[at].overflowing_add(1);
+            sq.bytes[at] = v;
+            if carry {
+                sq.spills.push(at as u32);
             }
         }
+        Some(sq)
+    }
+
+    fn dense_unweighted(k: usize, bt: &Battles<'_>) -> Result<Self> {
+        let n = bt.a.len();
+        let parts = rayon::current_num_threads().clamp(1, 1 + n / 262_144);
+        let size = n.div_ceil(parts).max(1);
+        let squares: Vec<ByteSquare> = (0..parts)
+            .into_par_iter()
+            .map(|p| {
+                let rows = (p * size).min(n)..((p + 1) * size).min(n);
+                match Self::count_part(k, bt, rows.clone()) {
+                    Some(sq) => Ok(sq),
+                    None => {
+                        for r in rows {
+                            check_row(k, bt, r)?;
+                        }
+                        Err(invalid!("unreachable: a bad row was not found"))
+                    }
+                }
+            })
+            .collect::<Result<_>>()?;
+        let tri_counts = fold_squares(k, &squares);
         let mut cells = Vec::new();
         for lo in 0..k {
+            let row = 3 * tri_start(k, lo);
             for hi in lo + 1..k {
-                let c = total[tri(k, lo, hi)];
-                if c != [0; 3] {
-                    let w = [c[0] as f64, c[1] as f64, c[2] as f64];
+                let t = &tri_counts[row + 3 * (hi - lo - 1)..][..3];
+                if t != [0; 3] {
+                    let c = [u64::from(t[0]), u64::from(t[1]), u64::from(t[2])];
                     cells.push(Cell {
                         i: lo as u32,
                         j: hi as u32,
                         n: c,
-                        w,
+                        w: [c[0] as f64, c[1] as f64, c[2] as f64],
                     });
                 }
             }
@@ -334,6 +406,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(weighted, dense);
+    }
+
+    #[test]
+    fn byte_counters_spill_and_merge_exactly() {
+        // Far more than 255 battles per ordered pair and outcome over two
+        // parts (byte counters wrap many times, parts merge), then a K that
+        // is not a multiple of the fold's tile height.
+        for (k, n) in [(5usize, 400_000usize), (37, 60_000)] {
+            let a: Vec<u32> = (0..n).map(|r| (r * 7 % k) as u32).collect();
+            let b: Vec<u32> = (0..n)
+                .map(|r| ((r * 7 % k + 1 + r % (k - 1)) % k) as u32)
+                .collect();
+            let o: Vec<u8> = (0..n).map(|r| (r / 3 % 3) as u8).collect();
+            let bt = battles(&a, &b, &o);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(3)
+                .build()
+                .unwrap();
+            let dense = pool
+                .install(|| PairCounts::dense_unweighted(k, &bt))
+                .unwrap();
+            assert_eq!(dense, PairCounts::sorted(k, &bt).unwrap(), "k = {k}");
+            assert_eq!(dense.total_battles(), n as u64);
+        }
     }
 
     #[test]

@@ -17,8 +17,13 @@
 //! (reaches it in the win graph: `+inf`), below it (reached from it: `-inf`)
 //! or not ordered against it (undefined).
 //!
-//! Tarjan's algorithm (1972) finds the blocks in O(K + arcs); it runs with an
-//! explicit stack, so deep chains cannot overflow the call stack.
+//! A first pass over the cells ([`quick`]) runs two union-finds: one over
+//! compared pairs (the components) and one over pairs with arcs both ways.
+//! When the two partitions coincide (the usual case for arena data), every
+//! component is strongly connected and the blocks are the components.
+//! Otherwise Tarjan's algorithm (1972) finds the blocks in O(K + arcs); it
+//! runs with an explicit stack, so deep chains cannot overflow the call
+//! stack.
 
 use super::model::EffCell;
 
@@ -84,32 +89,76 @@ fn find(parent: &mut [usize], mut x: usize) -> usize {
     x
 }
 
-/// Connected components of the comparison graph, numbered by their lowest
-/// model index.
-pub(crate) fn components(k: usize, cells: &[EffCell]) -> Vec<u32> {
-    let mut parent: Vec<usize> = (0..k).collect();
-    for c in cells.iter().filter(|c| c.total() > 0.0) {
-        let (ri, rj) = (find(&mut parent, c.i), find(&mut parent, c.j));
-        if ri != rj {
-            parent[ri.max(rj)] = ri.min(rj);
-        }
-    }
-    renumber(
-        &(0..k)
-            .map(|u| find(&mut parent, u) as u32)
-            .collect::<Vec<_>>(),
-    )
-}
-
-/// Relabel ids in order of first appearance over models 0..k.
+/// Relabel ids (each below `ids.len()`) in order of first appearance over
+/// models 0..k.
 fn renumber(ids: &[u32]) -> Vec<u32> {
-    let mut map = std::collections::HashMap::new();
+    let mut map = vec![u32::MAX; ids.len()];
+    let mut next = 0;
     ids.iter()
-        .map(|id| {
-            let next = map.len() as u32;
-            *map.entry(*id).or_insert(next)
+        .map(|&id| {
+            let m = &mut map[id as usize];
+            if *m == u32::MAX {
+                *m = next;
+                next += 1;
+            }
+            *m
         })
         .collect()
+}
+
+fn union(parent: &mut [usize], a: usize, b: usize) {
+    let (ra, rb) = (find(parent, a), find(parent, b));
+    if ra != rb {
+        parent[ra.max(rb)] = ra.min(rb);
+    }
+}
+
+/// What one pass over the cells tells: components, models that never win
+/// or never lose, and whether every component is strongly connected in the
+/// win graph.
+pub(crate) struct Quick {
+    pub component: Vec<u32>,
+    pub never_win: Vec<u32>,
+    pub never_lose: Vec<u32>,
+    /// True when the pairs compared both ways already join each component:
+    /// then every component is one block and Tarjan is not needed.
+    pub strongly_connected: bool,
+}
+
+/// One pass with two union-finds: over all compared pairs (components) and
+/// over pairs with arcs both ways. The second partition refines the blocks,
+/// so when the two coincide the blocks are the components (the usual case
+/// for arena data, where almost every pair has wins both ways).
+pub(crate) fn quick(k: usize, cells: &[EffCell]) -> Quick {
+    let mut comp: Vec<usize> = (0..k).collect();
+    let mut both: Vec<usize> = (0..k).collect();
+    let (mut has_out, mut has_in) = (vec![false; k], vec![false; k]);
+    for c in cells.iter().filter(|c| c.total() > 0.0) {
+        union(&mut comp, c.i, c.j);
+        let (fwd, back) = (c.wi > 0.0 || c.t > 0.0, c.wj > 0.0 || c.t > 0.0);
+        if fwd && back {
+            union(&mut both, c.i, c.j);
+        }
+        has_out[c.i] |= fwd;
+        has_in[c.j] |= fwd;
+        has_out[c.j] |= back;
+        has_in[c.i] |= back;
+    }
+    let mut strongly_connected = true;
+    let roots: Vec<u32> = (0..k)
+        .map(|u| {
+            let r = find(&mut comp, u);
+            strongly_connected &= find(&mut both, u) == r;
+            r as u32
+        })
+        .collect();
+    let pick = |f: &[bool]| (0..k).filter(|&u| !f[u]).map(|u| u as u32).collect();
+    Quick {
+        component: renumber(&roots),
+        never_win: pick(&has_out),
+        never_lose: pick(&has_in),
+        strongly_connected,
+    }
 }
 
 /// Tarjan's bookkeeping, kept in one place so the explicit-stack loop can
@@ -249,19 +298,6 @@ pub(crate) fn standings(
         .collect()
 }
 
-/// Models with no arc out (never win) and no arc in (never lose).
-pub(crate) fn never_win_lose(fwd: &Digraph, rev: &Digraph, k: usize) -> (Vec<u32>, Vec<u32>) {
-    let nw = (0..k)
-        .filter(|&u| fwd.succ(u).is_empty())
-        .map(|u| u as u32)
-        .collect();
-    let nl = (0..k)
-        .filter(|&u| rev.succ(u).is_empty())
-        .map(|u| u as u32)
-        .collect();
-    (nw, nl)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,8 +321,10 @@ mod tests {
             cell(1, 2, 2.0, 0.0),
             cell(3, 4, 1.0, 0.0),
         ];
-        let comp = components(5, &cells);
+        let q = quick(5, &cells);
+        let comp = q.component;
         assert_eq!(comp, vec![0, 0, 0, 1, 1]);
+        assert!(!q.strongly_connected);
         let (f, r) = win_graph(5, &cells);
         let blk = blocks(5, &f);
         assert_eq!(blk, vec![0, 0, 1, 2, 3]);
@@ -295,7 +333,7 @@ mod tests {
         let st = standings(&f, &r, &blk, &main, &comp);
         use Standing::*;
         assert_eq!(st, vec![Finite, Finite, MinusInf, Finite, MinusInf]);
-        assert_eq!(never_win_lose(&f, &r, 5), (vec![2, 4], vec![3]));
+        assert_eq!((q.never_win, q.never_lose), (vec![2, 4], vec![3]));
     }
 
     #[test]
@@ -305,7 +343,7 @@ mod tests {
         let (f, r) = win_graph(k, &cells);
         let blk = blocks(k, &f);
         assert_eq!(blk.iter().max(), Some(&(k as u32 - 1)));
-        let comp = components(k, &cells);
+        let comp = quick(k, &cells).component;
         let st = standings(&f, &r, &blk, &main_blocks(&comp, &blk), &comp);
         assert_eq!(st[0], Standing::Finite);
         assert!(st[1..].iter().all(|s| *s == Standing::MinusInf));
@@ -319,7 +357,7 @@ mod tests {
             cell(1, 2, 0.0, 1.0),
             cell(0, 3, 1.0, 1.0),
         ];
-        let comp = components(4, &cells);
+        let comp = quick(4, &cells).component;
         let (f, r) = win_graph(4, &cells);
         let blk = blocks(4, &f);
         let st = standings(&f, &r, &blk, &main_blocks(&comp, &blk), &comp);
@@ -332,5 +370,34 @@ mod tests {
                 Standing::Finite
             ]
         );
+    }
+
+    #[test]
+    fn quick_pass_agrees_with_tarjan_when_strongly_connected() {
+        // A 3-cycle of one-way wins (strongly connected only through the
+        // cycle), a pair with wins both ways, a tie-only pair and an
+        // isolated model 6.
+        let mut cells = vec![
+            cell(0, 1, 1.0, 0.0),
+            cell(1, 2, 1.0, 0.0),
+            cell(0, 2, 0.0, 1.0),
+            cell(3, 4, 2.0, 1.0),
+        ];
+        cells.push(EffCell {
+            t: 1.0,
+            ..cell(4, 5, 0.0, 0.0)
+        });
+        let q = quick(7, &cells);
+        assert!(!q.strongly_connected, "the cycle has no two-way pair");
+        assert_eq!(q.component, vec![0, 0, 0, 1, 1, 1, 2]);
+        assert_eq!((q.never_win, q.never_lose), (vec![6], vec![6]));
+        let (f, _) = win_graph(7, &cells);
+        assert_eq!(blocks(7, &f), q.component, "Tarjan finds the same blocks");
+        cells[0].wj = 1.0;
+        cells[1].wj = 1.0;
+        let q = quick(7, &cells);
+        assert!(q.strongly_connected);
+        let (f, _) = win_graph(7, &cells);
+        assert_eq!(blocks(7, &f), q.component);
     }
 }

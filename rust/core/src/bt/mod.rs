@@ -36,6 +36,7 @@ pub use graph::Standing;
 
 use model::{Curvature, EffCell, Problem};
 use newton::newton;
+use rayon::prelude::*;
 
 use crate::{invalid, CoreError, Result};
 
@@ -228,30 +229,31 @@ struct Structure {
 }
 
 fn structure(k: usize, eff: &[EffCell], alpha: f64) -> Structure {
-    let component = graph::components(k, eff);
-    let (fwd, rev) = graph::win_graph(k, eff);
-    let (never_win, never_lose) = graph::never_win_lose(&fwd, &rev, k);
-    if alpha > 0.0 {
-        let n_comp = component.iter().max().map_or(0, |m| *m + 1);
+    let q = graph::quick(k, eff);
+    let n_comp = q.component.iter().max().map_or(0, |m| *m + 1);
+    if alpha > 0.0 || q.strongly_connected {
+        // Every model is finite: the prior bounds it, or its component is one
+        // block (numbered like the components, by lowest model index).
         return Structure {
-            block: component.clone(),
+            block: q.component.clone(),
             main: (0..n_comp).collect(),
             standing: vec![Standing::Finite; k],
-            component,
-            never_win,
-            never_lose,
+            component: q.component,
+            never_win: q.never_win,
+            never_lose: q.never_lose,
         };
     }
+    let (fwd, rev) = graph::win_graph(k, eff);
     let block = graph::blocks(k, &fwd);
-    let main = graph::main_blocks(&component, &block);
-    let standing = graph::standings(&fwd, &rev, &block, &main, &component);
+    let main = graph::main_blocks(&q.component, &block);
+    let standing = graph::standings(&fwd, &rev, &block, &main, &q.component);
     Structure {
-        component,
+        component: q.component,
         block,
         main,
         standing,
-        never_win,
-        never_lose,
+        never_win: q.never_win,
+        never_lose: q.never_lose,
     }
 }
 
@@ -338,7 +340,7 @@ pub(crate) fn fit_from(
         _ => None,
     };
     if opts.covariance {
-        let (cov, tau_var) = covariance(&p, &out.x, &fit, &weights)?;
+        let (cov, tau_var) = covariance(&p, &out.curv, &fit, &weights)?;
         fit.cov = Some(cov);
         if let (Some(t), Some(v)) = (fit.tie_param, tau_var) {
             fit.tie_param_se = Some(t * v.max(0.0).sqrt());
@@ -411,24 +413,24 @@ fn constrain(
 }
 
 /// Covariance of the constrained θ and the variance of the tie parameter
-/// (on its log scale), from the inverse Hessian at the optimum.
+/// (on its log scale), from the inverse Hessian at the optimum (`curv`, the
+/// curvature Newton ended on).
 fn covariance(
     p: &Problem<'_>,
-    x: &[f64],
+    curv: &Curvature,
     fit: &Fit,
     weights: &RefWeights,
 ) -> Result<(Vec<f64>, Option<f64>)> {
     let (k, n) = (p.k, p.dim());
-    let (mut g, mut curv) = (vec![0.0; n], Curvature::default());
-    p.eval(x, &mut g, &mut curv);
     let mut h = vec![0.0; n * n];
-    p.dense(&curv, &mut h);
+    p.dense(curv, &mut h);
     if !linalg::cholesky(&mut h, n) {
         return Err(CoreError::Fit(
             "the Hessian at the optimum is singular; no standard errors".into(),
         ));
     }
     let mut m = linalg::cholesky_inverse(&h, n);
+    drop(h);
     p.add_gauge(&mut m, &curv.scales, true);
     let tau_var = p.has_tie_param().then(|| m[k * n + k]);
     // y[u] = (C w_c)[u] and s_c = w_cᵀ C w_c for u in component c.
@@ -444,14 +446,31 @@ fn covariance(
         .iter()
         .map(|w| w.iter().map(|&(v, a)| a * y[v]).sum())
         .collect();
-    let mut cov = vec![0.0; k * k];
-    for u in (0..k).filter(|&u| fit.standing[u] == Standing::Finite) {
-        let c = fit.component[u];
-        for v in (0..k).filter(|&v| fit.component[v] == c && fit.standing[v] == Standing::Finite) {
-            cov[u * k + v] = m[u * n + v] - y[u] - y[v] + s[c as usize];
+    // Compact the K×K block in place (row u moves down to u·k, never past
+    // where it is read), then constrain it row by row.
+    if n > k {
+        for u in 0..k {
+            m.copy_within(u * n..u * n + k, u * k);
         }
+        m.truncate(k * k);
     }
-    Ok((cov, tau_var))
+    let finite: Vec<bool> = fit
+        .standing
+        .iter()
+        .map(|s| *s == Standing::Finite)
+        .collect();
+    let comp = &fit.component;
+    m.par_chunks_mut(k.max(1)).enumerate().for_each(|(u, row)| {
+        let c = comp[u];
+        for (v, x) in row.iter_mut().enumerate() {
+            *x = if finite[u] && finite[v] && comp[v] == c {
+                *x - y[u] - y[v] + s[c as usize]
+            } else {
+                0.0
+            };
+        }
+    });
+    Ok((m, tau_var))
 }
 
 #[cfg(test)]

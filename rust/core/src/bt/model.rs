@@ -22,8 +22,31 @@
 //! directions, since the gradient sums to zero over every block, and
 //! `(H + G)⁻¹ − Σ_B 1_B 1_Bᵀ / (c_B |B|)` is then the Moore-Penrose inverse
 //! used for the covariance.
+//!
+//! Speed: the passes over the cells (evaluation, Hessian products) run in
+//! fixed chunks of cells on rayon, each into its own partial sums, added in
+//! chunk order (bit-identical for any thread count); within a chunk, the
+//! `i` side of each run of cells with the same `i` is summed in a register
+//! (cells come sorted by `i`). Bradley-Terry and Davidson evaluate through
+//! per-model factors `e^{θ_u − max θ}` (see [`Scaled`]): one division and
+//! one log per cell rather than one to three exps and a log; the overflow-
+//! safe per-cell forms below remain for Rao-Kupper, for spreads of θ beyond
+//! 600, and as the reference the tests compare against.
+
+use rayon::prelude::*;
 
 use super::Ties;
+
+/// Cells per task in the passes over the cells. Fixed, so that partial sums
+/// are added in the same order, and the results are bit-identical, whatever
+/// the number of threads.
+const CHUNK: usize = 1 << 15;
+
+fn add(acc: &mut [f64], part: &[f64]) {
+    for (a, p) in acc.iter_mut().zip(part) {
+        *a += p;
+    }
+}
 
 /// A pair's effective counts after the tie convention: `i` wins, `j` wins,
 /// ties (zero unless the model has a tie parameter).
@@ -69,10 +92,13 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 fn bt_terms(c: &EffCell, d: f64) -> Terms {
-    // One exp and one log1p: ln σ(±d) = −(max(∓d, 0) + ln(1 + e^{−|d|})).
+    // One exp and one log: ln σ(±d) = −(max(∓d, 0) + ln(1 + e^{−|d|})).
+    // `ln(1 + e)` rather than `ln_1p(e)` (a third faster): the value only
+    // feeds the line search, and its absolute error stays below 1e-16 per
+    // battle either way.
     let n = c.wi + c.wj;
     let e = (-d.abs()).exp();
-    let l1p = e.ln_1p();
+    let l1p = (1.0 + e).ln();
     let p = if d >= 0.0 {
         1.0 / (1.0 + e)
     } else {
@@ -101,6 +127,57 @@ fn davidson_terms(c: &EffCell, d: f64, lam: f64) -> Terms {
         hdd: 0.25 * n * ((pi + pj) - (pi - pj) * (pi - pj)),
         hdt: -0.5 * n * (pi - pj) * pt,
         htt: n * pt * (1.0 - pt),
+    }
+}
+
+/// Largest spread of θ (and `|ln ν|`) for the scaled kernels: `e^{-600}` is
+/// far from underflow, so every probability keeps full relative precision.
+const SCALED_MAX_SPREAD: f64 = 600.0;
+
+/// Per-model factors of the scaled kernels, formed once per evaluation:
+/// `a_u = θ_u − max θ` and `e_u = exp(a_u)` (Bradley-Terry) or
+/// `exp(a_u / 2)` (Davidson). A cell then costs one division and one log
+/// instead of one to three exps and a log: `P(i) = e_i / (e_i + e_j)`, and
+/// for Davidson `P(i) : P(j) : P(tie) = e_i² : e_j² : ν e_i e_j` (both sides
+/// of `e^{±d/2} : ν` multiplied by `e^{(θ_i + θ_j)/2 − max θ}`).
+pub(crate) struct Scaled {
+    a: Vec<f64>,
+    e: Vec<f64>,
+    nu: f64,
+    lam: f64,
+}
+
+fn bt_scaled(c: &EffCell, s: &Scaled) -> Terms {
+    let (ei, ej) = (s.e[c.i], s.e[c.j]);
+    let z = ei + ej;
+    let r = 1.0 / z;
+    let (p, q) = (ei * r, ej * r);
+    let lz = z.ln();
+    let n = c.wi + c.wj;
+    Terms {
+        ll: c.wi * (s.a[c.i] - lz) + c.wj * (s.a[c.j] - lz),
+        gd: c.wi - n * p,
+        hdd: n * p * q,
+        ..Terms::default()
+    }
+}
+
+fn davidson_scaled(c: &EffCell, s: &Scaled) -> Terms {
+    let (hi, hj) = (s.e[c.i], s.e[c.j]);
+    let (e1, e2, e3) = (hi * hi, hj * hj, s.nu * hi * hj);
+    let z = e1 + e2 + e3;
+    let r = 1.0 / z;
+    let (pi, pj, pt) = (e1 * r, e2 * r, e3 * r);
+    let lz = z.ln();
+    let (ai, aj) = (s.a[c.i], s.a[c.j]);
+    let n = c.total();
+    Terms {
+        ll: c.wi * (ai - lz) + c.wj * (aj - lz) + c.t * (s.lam + 0.5 * (ai + aj) - lz),
+        gd: 0.5 * ((c.wi - c.wj) - n * (pi - pj)),
+        gt: c.t - n * pt,
+        hdd: 0.25 * n * ((pi + pj) - (pi - pj) * (pi - pj)),
+        hdt: -0.5 * n * (pi - pj) * pt,
+        htt: n * pt * (pi + pj),
     }
 }
 
@@ -168,6 +245,8 @@ pub(crate) struct Curvature {
     hdd: Vec<f64>,
     hdt: Vec<f64>,
     htt: f64,
+    /// Diagonal of `H` (without the gauge).
+    diag: Vec<f64>,
     /// Gauge scale of each block.
     pub scales: Vec<f64>,
 }
@@ -179,6 +258,47 @@ impl Problem<'_> {
 
     pub(crate) fn dim(&self) -> usize {
         self.k + usize::from(self.has_tie_param())
+    }
+
+    /// The scaled kernels' factors at `x`, or None where they do not apply
+    /// (Rao-Kupper, a non-finite value, or a spread beyond
+    /// [`SCALED_MAX_SPREAD`]); the stable kernels of [`Self::terms`] then run.
+    pub(crate) fn scaled(&self, x: &[f64]) -> Option<Scaled> {
+        let th = &x[..self.k];
+        let lam = if self.has_tie_param() { x[self.k] } else { 0.0 };
+        if self.ties == Ties::RaoKupper || !th.iter().all(|v| v.is_finite()) {
+            return None;
+        }
+        let (lo, hi) = th
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                (l.min(*v), h.max(*v))
+            });
+        if !(hi - lo <= SCALED_MAX_SPREAD && lam.abs() <= SCALED_MAX_SPREAD) {
+            return None;
+        }
+        let half = if self.ties == Ties::Davidson {
+            0.5
+        } else {
+            1.0
+        };
+        let a: Vec<f64> = th.iter().map(|v| v - hi).collect();
+        let e = a.iter().map(|v| (half * v).exp()).collect();
+        Some(Scaled {
+            a,
+            e,
+            nu: lam.exp(),
+            lam,
+        })
+    }
+
+    /// [`Self::terms`] by the scaled kernels when `sc` is given.
+    pub(crate) fn terms_with(&self, c: &EffCell, x: &[f64], sc: Option<&Scaled>) -> Terms {
+        match (sc, self.ties) {
+            (Some(s), Ties::Half | Ties::Drop) => bt_scaled(c, s),
+            (Some(s), Ties::Davidson) => davidson_scaled(c, s),
+            _ => self.terms(c, x),
+        }
     }
 
     pub(crate) fn terms(&self, c: &EffCell, x: &[f64]) -> Terms {
@@ -203,51 +323,120 @@ impl Problem<'_> {
     /// Negative log-likelihood plus `α/2 ‖θ‖²` (`+inf` outside the domain),
     /// its gradient into `g` and its curvature into `curv`, in one pass.
     pub(crate) fn eval(&self, x: &[f64], g: &mut [f64], curv: &mut Curvature) -> f64 {
-        let k = self.k;
-        g.fill(0.0);
-        if curv.ij.len() != self.cells.len() {
+        let (k, n, m) = (self.k, self.dim(), self.cells.len());
+        if curv.ij.len() != m {
             curv.ij = self
                 .cells
                 .iter()
                 .map(|c| [c.i as u32, c.j as u32])
                 .collect();
         }
-        curv.hdd.clear();
-        curv.hdt.clear();
-        curv.htt = 0.0;
-        let mut ll = 0.0;
-        for c in self.cells {
-            let t = self.terms(c, x);
-            ll += t.ll;
-            g[c.i] -= t.gd;
-            g[c.j] += t.gd;
-            curv.hdd.push(t.hdd);
-            if self.has_tie_param() {
-                g[k] -= t.gt;
-                curv.hdt.push(t.hdt);
-                curv.htt += t.htt;
+        let tie = self.has_tie_param();
+        let scaled = self.scaled(x);
+        let sc = scaled.as_ref();
+        curv.hdd.resize(m, 0.0);
+        curv.hdt.resize(if tie { m } else { 0 }, 0.0);
+        g.fill(0.0);
+        curv.diag.clear();
+        curv.diag.resize(n, 0.0);
+        let (ll, htt) = if m <= CHUNK {
+            let hdt = tie.then_some(&mut curv.hdt[..]);
+            self.eval_chunk(self.cells, x, sc, &mut curv.hdd, hdt, g, &mut curv.diag)
+        } else {
+            let mut hdt_parts: Vec<Option<&mut [f64]>> = if tie {
+                curv.hdt.chunks_mut(CHUNK).map(Some).collect()
+            } else {
+                (0..m.div_ceil(CHUNK)).map(|_| None).collect()
+            };
+            let tasks: Vec<_> = self
+                .cells
+                .chunks(CHUNK)
+                .zip(curv.hdd.chunks_mut(CHUNK))
+                .zip(hdt_parts.drain(..))
+                .collect();
+            let parts: Vec<(f64, f64, Vec<f64>, Vec<f64>)> = tasks
+                .into_par_iter()
+                .map(|((cells, hdd), hdt)| {
+                    let (mut pg, mut pd) = (vec![0.0; n], vec![0.0; n]);
+                    let (ll, htt) = self.eval_chunk(cells, x, sc, hdd, hdt, &mut pg, &mut pd);
+                    (ll, htt, pg, pd)
+                })
+                .collect();
+            // Partial sums added in chunk order: the same for any thread count.
+            let (mut ll, mut htt) = (0.0, 0.0);
+            for (pl, ph, pg, pd) in &parts {
+                ll += pl;
+                htt += ph;
+                add(g, pg);
+                add(&mut curv.diag, pd);
             }
-        }
+            (ll, htt)
+        };
         for u in 0..k {
             g[u] += self.alpha * x[u];
+            curv.diag[u] += self.alpha;
+        }
+        curv.htt = htt;
+        if tie {
+            curv.diag[k] = htt;
         }
         curv.scales.clear();
         if !self.gauge.is_empty() {
-            curv.scales = self.gauge_scales(&self.diagonal(curv, false));
+            curv.scales = self.gauge_scales(&curv.diag);
         }
         self.finish(ll, x)
     }
 
+    /// One chunk of [`Self::eval`]: returns the log-likelihood and the
+    /// curvature in the tie parameter, adds into `g` and `diag` (the `i`
+    /// side summed over each run of equal `i`, as in `hess_vec_chunk`).
+    #[allow(clippy::too_many_arguments)]
+    fn eval_chunk(
+        &self,
+        cells: &[EffCell],
+        x: &[f64],
+        sc: Option<&Scaled>,
+        hdd: &mut [f64],
+        mut hdt: Option<&mut [f64]>,
+        g: &mut [f64],
+        diag: &mut [f64],
+    ) -> (f64, f64) {
+        let k = self.k;
+        let (mut ll, mut htt, mut gk) = (0.0, 0.0, 0.0);
+        let Some(first) = cells.first() else {
+            return (0.0, 0.0);
+        };
+        let (mut cur, mut acc_g, mut acc_d) = (first.i, 0.0, 0.0);
+        for (m, c) in cells.iter().enumerate() {
+            if c.i != cur {
+                g[cur] -= acc_g;
+                diag[cur] += acc_d;
+                (cur, acc_g, acc_d) = (c.i, 0.0, 0.0);
+            }
+            let t = self.terms_with(c, x, sc);
+            ll += t.ll;
+            acc_g += t.gd;
+            g[c.j] += t.gd;
+            hdd[m] = t.hdd;
+            acc_d += t.hdd;
+            diag[c.j] += t.hdd;
+            if let Some(hdt) = hdt.as_deref_mut() {
+                gk -= t.gt;
+                hdt[m] = t.hdt;
+                htt += t.htt;
+            }
+        }
+        g[cur] -= acc_g;
+        diag[cur] += acc_d;
+        if hdt.is_some() {
+            g[k] += gk;
+        }
+        (ll, htt)
+    }
+
     /// Diagonal of `H` (with the gauge when `gauge`).
     pub(crate) fn diagonal(&self, curv: &Curvature, gauge: bool) -> Vec<f64> {
-        let mut d = vec![self.alpha; self.dim()];
-        for (&[i, j], h) in curv.ij.iter().zip(&curv.hdd) {
-            d[i as usize] += h;
-            d[j as usize] += h;
-        }
-        if self.has_tie_param() {
-            d[self.k] = curv.htt;
-        }
+        let mut d = curv.diag.clone();
         if gauge {
             for (b, s) in self.gauge.iter().zip(&curv.scales) {
                 for &u in b {
@@ -274,30 +463,36 @@ impl Problem<'_> {
 
     /// `out = (H + G) v`, one pass over the cells.
     pub(crate) fn hess_vec(&self, curv: &Curvature, v: &[f64], out: &mut [f64]) {
-        let k = self.k;
-        for (o, x) in out.iter_mut().zip(v) {
-            *o = self.alpha * x;
-        }
-        if self.has_tie_param() {
-            for ((&[i, j], h), t) in curv.ij.iter().zip(&curv.hdd).zip(&curv.hdt) {
-                let (i, j) = (i as usize, j as usize);
-                let diff = v[i] - v[j];
-                out[i] += h * diff + t * v[k];
-                out[j] -= h * diff + t * v[k];
-                out[k] += t * diff;
-            }
+        let (k, m) = (self.k, curv.ij.len());
+        out.fill(0.0);
+        let hdt = |r: std::ops::Range<usize>| (!curv.hdt.is_empty()).then(|| &curv.hdt[r]);
+        if m <= CHUNK {
+            self.hess_vec_chunk(&curv.ij, &curv.hdd, hdt(0..m), v, out);
         } else {
-            for (&[i, j], h) in curv.ij.iter().zip(&curv.hdd) {
-                let (i, j) = (i as usize, j as usize);
-                let dv = h * (v[i] - v[j]);
-                out[i] += dv;
-                out[j] -= dv;
+            let parts: Vec<Vec<f64>> = (0..m.div_ceil(CHUNK))
+                .into_par_iter()
+                .map(|c| {
+                    let r = c * CHUNK..((c + 1) * CHUNK).min(m);
+                    let mut part = vec![0.0; out.len()];
+                    self.hess_vec_chunk(
+                        &curv.ij[r.clone()],
+                        &curv.hdd[r.clone()],
+                        hdt(r),
+                        v,
+                        &mut part,
+                    );
+                    part
+                })
+                .collect();
+            for part in &parts {
+                add(out, part);
             }
+        }
+        for (o, x) in out.iter_mut().zip(v).take(k) {
+            *o += self.alpha * x;
         }
         if self.has_tie_param() {
             out[k] += curv.htt * v[k];
-        } else if self.dim() > k {
-            out[k] = 0.0;
         }
         for (b, s) in self.gauge.iter().zip(&curv.scales) {
             let sum: f64 = b.iter().map(|&u| v[u]).sum::<f64>() * s / b.len() as f64;
@@ -305,6 +500,51 @@ impl Problem<'_> {
                 out[u] += sum;
             }
         }
+    }
+
+    /// One chunk of [`Self::hess_vec`], added into `out`. Cells come sorted
+    /// by `i`, so the `i` side is summed in a register over each run: the
+    /// chain of read-modify-writes through memory was the bottleneck.
+    fn hess_vec_chunk(
+        &self,
+        ij: &[[u32; 2]],
+        hdd: &[f64],
+        hdt: Option<&[f64]>,
+        v: &[f64],
+        out: &mut [f64],
+    ) {
+        let k = self.k;
+        let Some(&[first, _]) = ij.first() else {
+            return;
+        };
+        let (mut cur, mut acc) = (first as usize, 0.0);
+        if let Some(hdt) = hdt {
+            let (vk, mut acc_k) = (v[k], 0.0);
+            for ((&[i, j], h), t) in ij.iter().zip(hdd).zip(hdt) {
+                let (i, j) = (i as usize, j as usize);
+                if i != cur {
+                    out[cur] += acc;
+                    (cur, acc) = (i, 0.0);
+                }
+                let diff = v[i] - v[j];
+                acc += h * diff + t * vk;
+                out[j] -= h * diff + t * vk;
+                acc_k += t * diff;
+            }
+            out[k] += acc_k;
+        } else {
+            for (&[i, j], h) in ij.iter().zip(hdd) {
+                let (i, j) = (i as usize, j as usize);
+                if i != cur {
+                    out[cur] += acc;
+                    (cur, acc) = (i, 0.0);
+                }
+                let dv = h * (v[i] - v[j]);
+                acc += dv;
+                out[j] -= dv;
+            }
+        }
+        out[cur] += acc;
     }
 
     /// The dense `(H + G)`, row-major, both triangles.
@@ -422,6 +662,54 @@ mod tests {
             if tau > 0.0 {
                 check_derivatives(Ties::RaoKupper, c, d, tau);
             }
+        }
+    }
+
+    #[test]
+    fn scaled_kernels_match_the_stable_ones() {
+        let c = EffCell {
+            i: 0,
+            j: 1,
+            wi: 3.0,
+            wj: 1.5,
+            t: 4.0,
+        };
+        let points = [
+            (0.3, -0.2, 0.7),
+            (-1.2, 2.0, -0.4),
+            (40.0, -30.0, 1.3),
+            (-250.0, 300.0, 5.0),
+            (0.0, 0.0, -20.0),
+        ];
+        for (ties, cell) in [(Ties::Half, EffCell { t: 0.0, ..c }), (Ties::Davidson, c)] {
+            let p = Problem {
+                k: 2,
+                cells: std::slice::from_ref(&cell),
+                ties,
+                alpha: 0.0,
+                gauge: &[],
+            };
+            for &(ti, tj, lam) in &points {
+                let x = [ti, tj, lam];
+                let sc = p.scaled(&x).expect("within the spread");
+                let (a, b) = (p.terms(&cell, &x), p.terms_with(&cell, &x, Some(&sc)));
+                let pairs = [
+                    (a.ll, b.ll),
+                    (a.gd, b.gd),
+                    (a.gt, b.gt),
+                    (a.hdd, b.hdd),
+                    (a.hdt, b.hdt),
+                    (a.htt, b.htt),
+                ];
+                for (u, v) in pairs {
+                    assert!(
+                        (u - v).abs() <= 1e-12 * (1.0 + u.abs()),
+                        "{ties:?} at {x:?}: {a:?} vs {b:?}"
+                    );
+                }
+            }
+            assert!(p.scaled(&[0.0, 700.0, 0.0]).is_none(), "spread too wide");
+            assert!(p.scaled(&[0.0, f64::NAN, 0.0]).is_none());
         }
     }
 

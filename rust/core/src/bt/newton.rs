@@ -25,6 +25,8 @@ pub(crate) struct NewtonOut {
     pub iterations: usize,
     pub grad_norm: f64,
     pub converged: bool,
+    /// The curvature at `x` (for the covariance).
+    pub curv: Curvature,
 }
 
 /// Dimension from which Newton steps are tried by conjugate gradients first.
@@ -145,6 +147,7 @@ pub(crate) fn newton(
                 iterations,
                 grad_norm,
                 converged: grad_norm <= target,
+                curv,
             });
         }
         let step = newton_step(p, &curv, &g, &mut chol)?;
@@ -177,6 +180,7 @@ pub(crate) fn newton(
                 iterations,
                 grad_norm,
                 converged: grad_norm <= target,
+                curv,
             });
         }
     }

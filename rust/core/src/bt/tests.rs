@@ -348,3 +348,56 @@ fn newton_matches_a_slow_reference() {
         assert!((pi[u].ln() - mean - f.theta[u]).abs() < 1e-9);
     }
 }
+
+#[test]
+fn large_fit_is_thread_count_invariant() {
+    // More cells than one chunk of the passes over cells, and a Hessian wide
+    // enough for the parallel factorisation: 1 and 3 threads, same bits.
+    let k = 300u32;
+    let mut rng = rng::Xoshiro256pp::for_round(5, 5);
+    let mut rows = Vec::new();
+    for i in 0..k {
+        for j in i + 1..k {
+            let d = (f64::from(i) - f64::from(j)) / f64::from(k);
+            for _ in 0..3 {
+                let u = rng.uniform();
+                let p_a = 0.4 / (1.0 + (-d).exp()) + 0.1;
+                rows.push((
+                    i,
+                    j,
+                    if u < p_a {
+                        A_WINS
+                    } else if u < 0.8 {
+                        B_WINS
+                    } else {
+                        TIE
+                    },
+                ));
+            }
+        }
+    }
+    let pc = counts(k as usize, &rows);
+    assert!(pc.cells.len() > 1 << 15);
+    for ties in [Ties::Half, Ties::Davidson] {
+        let run = |t: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+                .install(|| fit(&pc, &opts(ties)).unwrap())
+        };
+        let (one, three) = (run(1), run(3));
+        assert!(one.converged, "{ties:?}");
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&one.theta), bits(&three.theta), "{ties:?}");
+        assert_eq!(
+            bits(one.cov.as_ref().unwrap()),
+            bits(three.cov.as_ref().unwrap()),
+            "{ties:?}"
+        );
+        assert_eq!(
+            one.tie_param.map(f64::to_bits),
+            three.tie_param.map(f64::to_bits)
+        );
+    }
+}

@@ -30,8 +30,7 @@
 //! iteration here, and the convex objective keeps s'y > 0).
 
 use super::{
-    add_into, dot, max_abs, reduce, Data, FitStatus, NewtonRun, Real, ARMIJO_C, LOSS_RESOLUTION,
-    MAX_HALVINGS,
+    dot, max_abs, Data, FitStatus, NewtonRun, Real, Want, ARMIJO_C, LOSS_RESOLUTION, MAX_HALVINGS,
 };
 
 /// The penalty: ridge and lasso strengths, and which coefficients they touch.
@@ -93,52 +92,17 @@ impl Penalty<'_> {
 
 /// Weighted negative log-likelihood and its gradient, in one pass.
 pub(super) fn eval_grad<T: Real>(d: &Data<T>, beta: &[f64]) -> (f64, Vec<f64>) {
-    let p = d.p;
-    let leaf = |a: usize, b: usize| {
-        let (mut s, mut g) = (0.0, vec![0.0; p]);
-        d.each_row(a, b, |i, w, xr| {
-            let (eta, y) = (dot(xr, beta), d.y[i]);
-            let (loss, prob) = loss_and_prob(eta, y);
-            s += w * loss;
-            let r = w * (prob - y);
-            g.iter_mut().zip(xr).for_each(|(gj, x)| *gj += r * x);
-        });
-        (s, g)
-    };
-    reduce(
-        d.len(),
-        &leaf,
-        &|(a, mut g): (f64, Vec<f64>), (b, h): (f64, Vec<f64>)| {
-            add_into(&mut g, &h);
-            (a + b, g)
-        },
-    )
-}
-
-/// `row_loss(eta, y)` and `sigmoid(eta)` from one exponential: with
-/// e = exp(-|eta|), softplus(+-eta) = max(+-eta, 0) + ln(1 + e).
-fn loss_and_prob(eta: f64, y: f64) -> (f64, f64) {
-    let e = (-eta.abs()).exp();
-    let l = e.ln_1p();
-    let mut loss = 0.0;
-    if y < 1.0 {
-        loss += (1.0 - y) * (eta.max(0.0) + l);
-    }
-    if y > 0.0 {
-        loss += y * ((-eta).max(0.0) + l);
-    }
-    let prob = if eta >= 0.0 {
-        1.0 / (1.0 + e)
-    } else {
-        e / (1.0 + e)
-    };
-    (loss, prob)
+    let e = super::evaluate(d, beta, Want::Grad);
+    (e.nll, e.grad)
 }
 
 /// Memory of the quasi-Newton pairs (s, y, 1 / s'y), oldest first.
 struct Memory {
     pairs: Vec<(Vec<f64>, Vec<f64>, f64)>,
     cap: usize,
+    /// The penalised Hessian's diagonal at beta = 0, which scales a step
+    /// taken with no pairs (`None` when some entry is not positive).
+    diag0: Option<Vec<f64>>,
 }
 
 impl Memory {
@@ -153,9 +117,16 @@ impl Memory {
         }
     }
 
-    /// -H g by the two-loop recursion; the first step is scaled to unit
-    /// length in the max norm.
+    /// -H g by the two-loop recursion. A step with no pairs (the first, or
+    /// after a restart) is -g_j / H_jj with the Hessian's diagonal at zero:
+    /// Newton's step if the columns were orthogonal, and scale-free, where
+    /// a step of unit length in the max norm was often twice too long and
+    /// cost a halving and an iteration or two. Without a usable diagonal it
+    /// is that unit step.
     fn direction(&self, g: &[f64]) -> Vec<f64> {
+        if let (true, Some(h)) = (self.pairs.is_empty(), &self.diag0) {
+            return g.iter().zip(h).map(|(gj, hj)| -gj / hj).collect();
+        }
         let mut q = g.to_vec();
         let mut alpha = vec![0.0; self.pairs.len()];
         for (k, (s, y, rho)) in self.pairs.iter().enumerate().rev() {
@@ -189,7 +160,12 @@ struct Point {
 }
 
 fn evaluate<T: Real>(d: &Data<T>, pen: &Penalty, beta: Vec<f64>) -> Point {
-    let (nll, mut grad) = eval_grad(d, &beta);
+    let (nll, grad) = eval_grad(d, &beta);
+    point(pen, beta, nll, grad)
+}
+
+/// The point `beta` whose data term has loss `nll` and gradient `grad`.
+fn point(pen: &Penalty, beta: Vec<f64>, nll: f64, mut grad: Vec<f64>) -> Point {
     pen.add_ridge(&beta, &mut grad);
     let obj = nll + pen.value(&beta);
     Point {
@@ -238,22 +214,31 @@ fn line_search<T: Real>(
     None
 }
 
-/// Run L-BFGS / OWL-QN from zero. The returned `NewtonRun` carries the
-/// iterate, status and last displacements for the separation report; its
-/// `hess` is left empty.
+/// Run L-BFGS / OWL-QN from zero, where the data term has loss, gradient
+/// and Hessian diagonal `at_zero`. The returned `NewtonRun` carries the iterate, status
+/// and last displacements for the separation report; its `hess` is left
+/// empty.
 pub(super) fn lbfgs<T: Real>(
     d: &Data<T>,
     pen: &Penalty,
+    at_zero: (f64, Vec<f64>, Vec<f64>),
     tol: f64,
     w_total: f64,
-    max_iter: usize,
-    history: usize,
+    limits: (usize, usize),
 ) -> NewtonRun {
+    let (max_iter, history) = limits;
     let mut run = NewtonRun::start(d.p);
-    let mut at = evaluate(d, pen, vec![0.0; d.p]);
+    let (nll0, grad0, mut diag0) = at_zero;
+    let mut at = point(pen, vec![0.0; d.p], nll0, grad0);
+    diag0
+        .iter_mut()
+        .zip(pen.free)
+        .for_each(|(h, &f)| *h += if f { 0.0 } else { pen.l2 });
+    let usable = diag0.iter().all(|h| *h > 0.0 && h.is_finite());
     let mut mem = Memory {
         pairs: Vec::new(),
         cap: history,
+        diag0: usable.then_some(diag0),
     };
     loop {
         let pg = pen.pseudo_gradient(&at.beta, &at.grad);
