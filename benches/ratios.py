@@ -4,6 +4,7 @@ Usage (from ``benches/``, after an ``asv run`` that saved results)::
 
     python ratios.py                 # the newest results file
     python ratios.py --results .asv/results/vm/abc123-existing-....json
+    python ratios.py --results OLD.json --results NEW.json   # NEW wins per size
 
 Reads one results file (asv's JSON, format version 2), pairs every timing of
 ours with each peer's at the same size, and prints Markdown: the ratio table
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -127,7 +129,7 @@ def _pair_key(label: str) -> str | None:
 
 
 def _missing(v) -> bool:
-    return v is None or v != v  # asv writes NaN for a skipped combination
+    return v is None or math.isnan(v)  # asv writes NaN for a skipped combination
 
 
 def fmt_time(t) -> str:
@@ -219,20 +221,31 @@ def newest_results(root: Path) -> Path:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, help="an asv results JSON file")
+    ap.add_argument(
+        "--results",
+        type=Path,
+        action="append",
+        help="an asv results JSON file; repeat to merge (later files win)",
+    )
     ap.add_argument("--root", type=Path, default=HERE / ".asv" / "results")
     args = ap.parse_args(argv)
-    path = args.results or newest_results(args.root)
-    res, machine = load_results(path)
+    paths = args.results or [newest_results(args.root)]
+    res, machine = {}, {}
+    for path in paths:
+        more, machine = load_results(path)
+        for name, table in more.items():
+            kept = {k: v for k, v in table.items() if not _missing(v)}
+            res.setdefault(name, {}).update(kept)
+    names = ", ".join(f"`{p.name}`" for p in paths)
     head = (
-        f"Results: `{path.name}`; machine: {machine.get('cpu', '?')}, "
+        f"Results: {names}; machine: {machine.get('cpu', '?')}, "
         f"{machine.get('num_cpu', '?')} cores, "
         f"{int(machine.get('ram', 0)) / 2**30:.0f} GiB, {machine.get('os', '?')}."
     )
     out = [
         head,
         "",
-        "### Ours against each peer (median times, same run)",
+        "### Ours against each peer (median of asv samples)",
         "",
         *ratio_rows(res),
         "",
