@@ -2,8 +2,9 @@
 //!
 //! Resampling N battles with replacement and collapsing them gives cell
 //! counts that follow Multinomial(N, n_c / N) over the cells (a cell being a
-//! pair and an outcome). So each round draws that multinomial directly
-//! (O(cells), see [`super::rng`]) and refits from the full-data estimate:
+//! pair and an outcome). So each round draws that multinomial directly, and
+//! exactly (O(cells + √N): Poisson draws corrected to the total N, see
+//! [`super::rng`]), and refits warm-started from the full-data estimate:
 //! the same distribution as the battle bootstrap at a fraction of the cost.
 //! Each round's fit skips the covariance and stops at a looser tolerance
 //! (see [`bootstrap`]).
@@ -26,7 +27,7 @@
 
 use rayon::prelude::*;
 
-use super::rng::{multinomial, Xoshiro256pp};
+use super::rng::{Redraw, Xoshiro256pp};
 use super::{fit_from, Cell, FitOptions, PairCounts, Standing};
 use crate::{invalid, Result};
 
@@ -76,10 +77,10 @@ struct Round {
 }
 
 /// One round's counts: Multinomial(N, n_cell / N) over the cells (a pair
-/// and an outcome), `flat` holding the cells' counts in order.
-fn resample(counts: &PairCounts, flat: &[u64], total: u64, rng: &mut Xoshiro256pp) -> PairCounts {
-    let mut drawn = vec![0u64; flat.len()];
-    multinomial(rng, total, flat, &mut drawn);
+/// and an outcome, in the order of `counts.cells`).
+fn resample(counts: &PairCounts, redraw: &Redraw, rng: &mut Xoshiro256pp) -> PairCounts {
+    let mut drawn = vec![0u64; 3 * counts.cells.len()];
+    redraw.draw(rng, &mut drawn);
     let cells = counts
         .cells
         .iter()
@@ -108,7 +109,7 @@ fn resample(counts: &PairCounts, flat: &[u64], total: u64, rng: &mut Xoshiro256p
 
 fn one_round(
     counts: &PairCounts,
-    flat: &[u64],
+    redraw: &Redraw,
     opts: &FitOptions,
     warm: &[f64],
     seed: u64,
@@ -116,7 +117,7 @@ fn one_round(
 ) -> Round {
     let k = counts.n_models;
     let mut rng = Xoshiro256pp::for_round(seed, r as u64);
-    let rc = resample(counts, flat, flat.iter().sum(), &mut rng);
+    let rc = resample(counts, redraw, &mut rng);
     let Ok(fit) = fit_from(&rc, opts, Some(warm), false) else {
         let (values, defined, degenerate) = (vec![0.0; k], vec![false; k], vec![true; k]);
         return Round {
@@ -199,10 +200,11 @@ pub fn bootstrap(
         ..opts.clone()
     };
     let flat: Vec<u64> = counts.cells.iter().flat_map(|c| c.n).collect();
+    let redraw = Redraw::new(&flat);
     let run = || -> Vec<Round> {
         (0..boot.rounds)
             .into_par_iter()
-            .map(|r| one_round(counts, &flat, &fit_opts, warm, boot.seed, r))
+            .map(|r| one_round(counts, &redraw, &fit_opts, warm, boot.seed, r))
             .collect()
     };
     let rounds = match boot.n_threads {

@@ -17,7 +17,7 @@
 //! (reaches it in the win graph: `+inf`), below it (reached from it: `-inf`)
 //! or not ordered against it (undefined).
 //!
-//! A first pass over the cells ([`quick`]) runs two union-finds: one over
+//! A first pass over the cells (`quick`) runs two union-finds: one over
 //! compared pairs (the components) and one over pairs with arcs both ways.
 //! When the two partitions coincide (the usual case for arena data), every
 //! component is strongly connected and the blocks are the components.

@@ -30,7 +30,7 @@ pub(crate) struct NewtonOut {
 }
 
 /// Dimension from which Newton steps are tried by conjugate gradients first.
-const CG_FROM: usize = 192;
+const CG_FROM: usize = 64;
 
 /// Factorise the dense `H + G` into `h`, adding a growing ridge if rounding
 /// left it not quite positive definite.

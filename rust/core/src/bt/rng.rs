@@ -6,28 +6,33 @@
 //! seeded from `(seed, round)`, so a round's draws never depend on which thread
 //! ran it or in which order: results are bit-identical for any thread count.
 //!
-//! Binomial draws are exact:
-//! - mean `n·min(p, 1-p)` below 10: sequential inversion of the CDF (the pmf
-//!   is built by its ratio recurrence `P(x)/P(x-1) = (n-x+1)/x · p/q`);
-//! - otherwise BTRS, the transformed rejection with squeeze of Hörmann (1993,
-//!   "The generation of binomial random variates", J. Stat. Comput. Simul.
-//!   46), whose acceptance test compares against the exact log-pmf, so the
-//!   output follows the binomial law exactly (up to floating point). The
-//!   logs of that test are formed only when a draw misses the squeeze, and
-//!   `ln k!` comes from a table below 4096 (Stirling's series above), so a
-//!   typical draw costs a square root, two divisions and two uniforms.
+//! A round needs `x ~ Multinomial(N, n_c / N)` over the cells `c` (`N = Σ n_c`).
+//! It is drawn exactly by Poissonisation with an exact correction ([`Redraw`]):
+//! 1. `x_c ~ Poisson(n_c)`, independently. Their sum `S` is Poisson(N), and
+//!    given `S = s` the vector is Multinomial(s, n_c / N): `s` independent
+//!    battles, each in cell `c` with probability `n_c / N`.
+//! 2. If `s > N`, remove `s − N` of those battles uniformly at random without
+//!    replacement; the `N` left are still independent draws of the same law.
+//!    If `s < N`, add `N − s` more independent draws. Either way `x` is then
+//!    exactly Multinomial(N, n_c / N). The correction moves about `√N`
+//!    battles, each located by a Fenwick tree or a binary search.
 //!
-//! A multinomial vector is drawn by binomial splits down a balanced tree
-//! over its cells (the left half's total is `Bin(n, c_left / c)`, then each
-//! half alike), with the probabilities formed from integer counts so no
-//! rounding drift accumulates. Rejected: the chain of conditional binomials
-//! `x_k ~ Bin(n − x_1 − … − x_{k−1}, c_k / (c_k + … + c_m))`, exact too,
-//! but its draws have small `p` and huge `n` (slower squeeze, Stirling's
-//! series in every exact test).
+//! The means `n_c` are integers fixed for the whole bootstrap, so each
+//! distinct mean up to 256 gets its Poisson CDF tabulated once and a draw is
+//! one uniform and a binary search (inversion). Larger means use PTRS, the
+//! transformed rejection with squeeze of Hörmann (1993, "The transformed
+//! rejection method for generating Poisson random variables", Insurance:
+//! Mathematics and Economics 12), whose acceptance test compares against the
+//! exact log-pmf. Uniform integers come from Lemire's (2019) multiply-shift
+//! with rejection, so they are exactly uniform.
 //!
-//! Rejected: a categorical draw per battle (alias table) costs O(N) per round,
-//! against O(cells) here; a Poisson or normal approximation is not exact for
-//! the small cells that matter most.
+//! Rejected: a categorical draw per battle costs O(N) per round, against
+//! O(cells + √N) here; the chain of conditional binomials
+//! `x_k ~ Bin(N − x_1 − … − x_{k−1}, n_k / (n_k + … + n_m))` and binomial
+//! splits down a tree over the cells (both exact, but a binomial's law
+//! changes with its `n` every round, so nothing can be tabulated: four
+//! times slower here); a Poisson draw without the correction (Arena-style
+//! "Poisson bootstrap": its total is not `N`, a different distribution).
 
 use std::sync::OnceLock;
 
@@ -89,6 +94,19 @@ impl Xoshiro256pp {
         // Through i64: the 53-bit value converts exactly with one instruction.
         ((self.next_u64() >> 11) as i64 as f64 + 0.5) * (1.0 / 9_007_199_254_740_992.0)
     }
+
+    /// A uniform integer in `0..m` (`m > 0`), exactly uniform: Lemire's
+    /// multiply-shift, redrawing the few words that would bias it.
+    pub(crate) fn below(&mut self, m: u64) -> u64 {
+        let mut wide = u128::from(self.next_u64()) * u128::from(m);
+        if (wide as u64) < m {
+            let threshold = m.wrapping_neg() % m;
+            while (wide as u64) < threshold {
+                wide = u128::from(self.next_u64()) * u128::from(m);
+            }
+        }
+        (wide >> 64) as u64
+    }
 }
 
 const LNFACT_TABLE: usize = 4096;
@@ -96,29 +114,18 @@ const LNFACT_TABLE: usize = 4096;
 /// (summing thousands of logs would accumulate more rounding than it has).
 const STIRLING_FROM: usize = 256;
 
-/// `ln k!`, `ln k` and `1/k` for the integers below [`LNFACT_TABLE`].
-struct Tables {
-    lnf: Vec<f64>,
-    ln: Vec<f64>,
-    inv: Vec<f64>,
-}
-
-fn tables() -> &'static Tables {
-    static TABLES: OnceLock<Tables> = OnceLock::new();
-    TABLES.get_or_init(|| {
-        let mut lnf = vec![0.0; LNFACT_TABLE];
+fn lnfact_table() -> &'static [f64] {
+    static TABLE: OnceLock<Vec<f64>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = vec![0.0; LNFACT_TABLE];
         for k in 1..LNFACT_TABLE {
-            lnf[k] = if k < STIRLING_FROM {
-                lnf[k - 1] + (k as f64).ln()
+            t[k] = if k < STIRLING_FROM {
+                t[k - 1] + (k as f64).ln()
             } else {
                 stirling(k as f64)
             };
         }
-        Tables {
-            lnf,
-            ln: (0..LNFACT_TABLE).map(|k| (k as f64).ln()).collect(),
-            inv: (0..LNFACT_TABLE).map(|k| 1.0 / k as f64).collect(),
-        }
+        t
     })
 }
 
@@ -135,107 +142,9 @@ fn stirling(k: f64) -> f64 {
 /// ln(k!): from a table below 4096, else by [`stirling`].
 pub(crate) fn ln_factorial(k: f64) -> f64 {
     if k < LNFACT_TABLE as f64 {
-        return tables().lnf[k as usize];
+        return lnfact_table()[k as usize];
     }
     stirling(k)
-}
-
-/// Largest variance `n p q` for [`binomial_counts`]'s search from the mode
-/// (about `1.6 sqrt(npq)` steps); beyond it BTRS is cheaper.
-const MODE_SEARCH_MAX_VAR: f64 = 100.0;
-
-/// An exact Binomial(n, left / all) draw, with `0 < left < all`.
-///
-/// When `n` and `all` are within the tables and the spread is small (the
-/// bulk of a multinomial tree's splits), by inversion of the CDF searched
-/// outward from the mode, alternately up and down: the pmf at the mode
-/// comes from the tables (one exp), its neighbours by the ratio recurrence
-/// `P(k+1)/P(k) = (n−k)/(k+1) · p/q`. It uses no log, against one to three
-/// per draw in BTRS at these sizes, where its squeeze accepts only half the
-/// time. Otherwise [`binomial`].
-pub(crate) fn binomial_counts(rng: &mut Xoshiro256pp, n: u64, left: u64, all: u64) -> u64 {
-    let right = all - left;
-    let var = n as f64 * (left as f64 / all as f64) * (right as f64 / all as f64);
-    if n as usize >= LNFACT_TABLE || all as usize >= LNFACT_TABLE || var > MODE_SEARCH_MAX_VAR {
-        return binomial(rng, n, left as f64 / all as f64);
-    }
-    let t = tables();
-    let (nn, l, r, a) = (n as usize, left as usize, right as usize, all as usize);
-    let (ln_p, ln_q) = (t.ln[l] - t.ln[a], t.ln[r] - t.ln[a]);
-    // The mode floor((n + 1) p), in integers.
-    let m = (nn + 1) * l / a;
-    let ln_pm = t.lnf[nn] - t.lnf[m] - t.lnf[nn - m] + m as f64 * ln_p + (nn - m) as f64 * ln_q;
-    let pm = ln_pm.exp();
-    let (up, down) = (l as f64 * t.inv[r], r as f64 * t.inv[l]);
-    loop {
-        let mut u = rng.uniform();
-        if u < pm {
-            return m as u64;
-        }
-        u -= pm;
-        let (mut lo, mut hi, mut p_lo, mut p_hi) = (m, m, pm, pm);
-        while lo > 0 || hi < nn {
-            if hi < nn {
-                p_hi *= (nn - hi) as f64 * t.inv[hi + 1] * up;
-                hi += 1;
-                if u < p_hi {
-                    return hi as u64;
-                }
-                u -= p_hi;
-            }
-            if lo > 0 {
-                p_lo *= lo as f64 * t.inv[nn - lo + 1] * down;
-                lo -= 1;
-                if u < p_lo {
-                    return lo as u64;
-                }
-                u -= p_lo;
-            }
-        }
-        // Only rounding leaves u past the computed total: draw again.
-    }
-}
-
-/// An exact Binomial(n, p) draw.
-pub(crate) fn binomial(rng: &mut Xoshiro256pp, n: u64, p: f64) -> u64 {
-    if n == 0 || p <= 0.0 {
-        return 0;
-    }
-    if p >= 1.0 {
-        return n;
-    }
-    if p > 0.5 {
-        return n - binomial(rng, n, 1.0 - p);
-    }
-    if (n as f64) * p < 10.0 {
-        binomial_inversion(rng, n, p)
-    } else {
-        binomial_btrs(rng, n, p)
-    }
-}
-
-fn binomial_inversion(rng: &mut Xoshiro256pp, n: u64, p: f64) -> u64 {
-    let q = 1.0 - p;
-    let s = p / q;
-    let a = (n as f64 + 1.0) * s;
-    let r0 = (n as f64 * q.ln()).exp();
-    loop {
-        let mut u = rng.uniform();
-        let mut r = r0;
-        let mut x = 0u64;
-        // Walk up the CDF; restart in the (rounding-only) case of running past n.
-        while u >= r {
-            u -= r;
-            x += 1;
-            if x > n {
-                break;
-            }
-            r *= a / x as f64 - s;
-        }
-        if x <= n {
-            return x;
-        }
-    }
 }
 
 /// `x.floor()` for |x| < 2^63 without a libm call (the baseline x86-64
@@ -249,119 +158,217 @@ fn floor(x: f64) -> f64 {
     }
 }
 
-/// The parts of BTRS's acceptance test that only the slow path needs.
-struct BtrsTail {
-    alpha: f64,
-    lpq: f64,
-    m: f64,
-    h: f64,
+/// `ln P(X = k)` for `X ~ Poisson(lam)`.
+fn poisson_ln_pmf(lam: f64, k: f64) -> f64 {
+    k * lam.ln() - lam - ln_factorial(k)
 }
 
-fn binomial_btrs(rng: &mut Xoshiro256pp, n: u64, p: f64) -> u64 {
-    let nf = n as f64;
-    let q = 1.0 - p;
-    let spq = (nf * p * q).sqrt();
-    let b = 1.15 + 2.53 * spq;
-    let a = -0.0873 + 0.0248 * b + 0.01 * p;
-    let c = nf * p + 0.5;
-    let v_r = 0.92 - 4.2 / b;
-    // Most draws pass the squeeze; the logs of the exact test are formed
-    // on the first draw that does not (the same values, so the same output).
-    let mut tail: Option<BtrsTail> = None;
+/// A Poisson(lam) draw by PTRS (Hörmann 1993), for `lam ≥ 10`.
+fn poisson_ptrs(rng: &mut Xoshiro256pp, lam: f64) -> u64 {
+    let slam = lam.sqrt();
+    let loglam = lam.ln();
+    let b = 0.931 + 2.53 * slam;
+    let a = -0.059 + 0.02483 * b;
+    let ln_inv_alpha = (1.1239 + 1.1328 / (b - 3.4)).ln();
+    let v_r = 0.9277 - 3.6224 / (b - 2.0);
     loop {
         let u = rng.uniform() - 0.5;
         let v = rng.uniform();
         let us = 0.5 - u.abs();
-        if us <= 0.0 {
-            continue;
-        }
-        let k = floor((2.0 * a / us + b) * u + c);
-        if k < 0.0 || k > nf {
-            continue;
-        }
+        let k = floor((2.0 * a / us + b) * u + lam + 0.43);
         if us >= 0.07 && v <= v_r {
             return k as u64;
         }
-        let t = tail.get_or_insert_with(|| {
-            let m = floor((nf + 1.0) * p);
-            BtrsTail {
-                alpha: (2.83 + 5.1 / b) * spq,
-                lpq: (p / q).ln(),
-                m,
-                h: ln_factorial(m) + ln_factorial(nf - m),
-            }
-        });
-        let lv = (v * t.alpha / (a / (us * us) + b)).ln();
-        if lv <= t.h - ln_factorial(k) - ln_factorial(nf - k) + (k - t.m) * t.lpq {
+        if k < 0.0 || (us < 0.013 && v > us) {
+            continue;
+        }
+        let lhs = v.ln() + ln_inv_alpha - (a / (us * us) + b).ln();
+        if lhs <= -lam + k * loglam - ln_factorial(k) {
             return k as u64;
         }
     }
 }
 
-/// Draw `out ~ Multinomial(total, counts / Σcounts)`. `out` has the length of
-/// `counts`; a zero count always draws zero.
-///
-/// By binomial splits down a balanced tree over the cells: the left half's
-/// total is Binomial(n, left count / count), then each half recursively.
-/// The splits have `p` near one half (the squeeze of BTRS accepts more
-/// often), and all but the top few levels have `n` within the table of
-/// `ln k!`. The conditional probabilities come from integer counts, so no
-/// rounding drift accumulates.
-pub(crate) fn multinomial(rng: &mut Xoshiro256pp, total: u64, counts: &[u64], out: &mut [u64]) {
-    let mut prefix = Vec::with_capacity(counts.len() + 1);
-    prefix.push(0u64);
-    for c in counts {
-        prefix.push(prefix[prefix.len() - 1] + c);
+/// Largest mean whose Poisson CDF is tabulated (about `mean + 9·√mean`
+/// entries: under 410).
+const TABLE_MAX_MEAN: u64 = 256;
+
+/// The Poisson(lam) CDF `F(0), F(1), …`, until the upper tail is below
+/// 1e-18.
+fn poisson_cdf(lam: u64) -> Vec<f64> {
+    let l = lam as f64;
+    let mut cdf = Vec::new();
+    let mut acc = 0.0;
+    for k in 0.. {
+        let p = poisson_ln_pmf(l, k as f64).exp();
+        acc += p;
+        cdf.push(acc);
+        if k > lam && p < 1e-18 {
+            break;
+        }
     }
-    split(rng, total, &prefix, 0, counts.len(), out);
+    cdf
 }
 
-/// `out[lo..hi]` from `n` draws over the cells `lo..hi` (`prefix` holds the
-/// running sums of the counts).
-fn split(rng: &mut Xoshiro256pp, n: u64, prefix: &[u64], lo: usize, hi: usize, out: &mut [u64]) {
-    if hi - lo == 1 || n == 0 {
-        out[lo..hi].fill(0);
-        out[lo] = n;
-        return;
+/// A Poisson draw by inversion of a tabulated CDF; past the table's end
+/// (a tail below 1e-18) the pmf is summed on.
+fn poisson_from_cdf(rng: &mut Xoshiro256pp, lam: u64, cdf: &[f64]) -> u64 {
+    loop {
+        let u = rng.uniform();
+        let k = cdf.partition_point(|&f| f <= u);
+        if k < cdf.len() {
+            return k as u64;
+        }
+        let mut acc = cdf[cdf.len() - 1];
+        for k in cdf.len()..cdf.len() + 64 {
+            acc += poisson_ln_pmf(lam as f64, k as f64).exp();
+            if u < acc {
+                return k as u64;
+            }
+        }
+        // Only rounding leaves u past the summed mass: draw again.
     }
-    let mid = (lo + hi) / 2;
-    let (left, all) = (prefix[mid] - prefix[lo], prefix[hi] - prefix[lo]);
-    let x = if left == 0 {
-        0
-    } else if left == all {
-        n
-    } else {
-        binomial_counts(rng, n, left, all)
-    };
-    split(rng, x, prefix, lo, mid, out);
-    split(rng, n - x, prefix, mid, hi, out);
+}
+
+/// Fenwick (binary indexed) tree of counts, for removing a uniformly
+/// chosen unit in O(log cells).
+struct Fenwick {
+    tree: Vec<u64>,
+    top: usize,
+}
+
+impl Fenwick {
+    fn new(counts: &[u64]) -> Self {
+        let m = counts.len();
+        let mut tree = vec![0u64; m + 1];
+        for i in 1..=m {
+            tree[i] += counts[i - 1];
+            let j = i + (i & i.wrapping_neg());
+            if j <= m {
+                tree[j] += tree[i];
+            }
+        }
+        let top = if m == 0 {
+            0
+        } else {
+            1 << (usize::BITS - 1 - m.leading_zeros())
+        };
+        Self { tree, top }
+    }
+
+    /// The cell holding unit `r` (0-based, in cell order), taken out.
+    fn take(&mut self, mut r: u64) -> usize {
+        let (m, mut pos, mut step) = (self.tree.len() - 1, 0usize, self.top);
+        while step > 0 {
+            let next = pos + step;
+            if next <= m && self.tree[next] <= r {
+                pos = next;
+                r -= self.tree[next];
+            }
+            step >>= 1;
+        }
+        let mut i = pos + 1;
+        while i <= m {
+            self.tree[i] -= 1;
+            i += i & i.wrapping_neg();
+        }
+        pos
+    }
+}
+
+/// Exact Multinomial(N, n_c / N) redraws of fixed cell counts `n_c`; see the
+/// module notes. Built once per bootstrap, shared by all rounds.
+pub(crate) struct Redraw {
+    counts: Vec<u64>,
+    /// Running sums of `counts` (inclusive), for adding a draw.
+    cumulative: Vec<u64>,
+    total: u64,
+    /// Per cell: index into `cdfs`, or `u32::MAX` (zero or large mean).
+    law: Vec<u32>,
+    cdfs: Vec<Vec<f64>>,
+}
+
+impl Redraw {
+    pub(crate) fn new(counts: &[u64]) -> Self {
+        let mut slot = vec![u32::MAX; TABLE_MAX_MEAN as usize + 1];
+        let mut cdfs = Vec::new();
+        let law = counts
+            .iter()
+            .map(|&c| {
+                if c == 0 || c > TABLE_MAX_MEAN {
+                    return u32::MAX;
+                }
+                let s = &mut slot[c as usize];
+                if *s == u32::MAX {
+                    *s = cdfs.len() as u32;
+                    cdfs.push(poisson_cdf(c));
+                }
+                *s
+            })
+            .collect();
+        let mut running = 0u64;
+        let cumulative = counts
+            .iter()
+            .map(|&c| {
+                running += c;
+                running
+            })
+            .collect();
+        Self {
+            counts: counts.to_vec(),
+            cumulative,
+            total: running,
+            law,
+            cdfs,
+        }
+    }
+
+    /// One redraw into `out` (the length of the counts).
+    pub(crate) fn draw(&self, rng: &mut Xoshiro256pp, out: &mut [u64]) {
+        let mut s = 0u64;
+        for ((o, &c), &law) in out.iter_mut().zip(&self.counts).zip(&self.law) {
+            // Means above TABLE_MAX_MEAN (so at least 10) go to PTRS.
+            *o = match (c, law) {
+                (0, _) => 0,
+                (_, u32::MAX) => poisson_ptrs(rng, c as f64),
+                _ => poisson_from_cdf(rng, c, &self.cdfs[law as usize]),
+            };
+            s += *o;
+        }
+        if s > self.total {
+            let mut fenwick = Fenwick::new(out);
+            for left in (self.total + 1..=s).rev() {
+                out[fenwick.take(rng.below(left))] -= 1;
+            }
+        } else {
+            for _ in s..self.total {
+                let r = rng.below(self.total);
+                out[self.cumulative.partition_point(|&f| f <= r)] += 1;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ln_pmf(n: u64, p: f64, k: u64) -> f64 {
-        let (nf, kf) = (n as f64, k as f64);
-        ln_factorial(nf) - ln_factorial(kf) - ln_factorial(nf - kf)
-            + kf * p.ln()
-            + (nf - kf) * (1.0 - p).ln()
-    }
-
-    /// Pearson chi-square of `draws` binomial samples against the exact pmf,
-    /// pooling the tails into cells of expected count at least 20.
-    fn chi_square(n: u64, p: f64, draws: usize, seed: u64) -> (f64, usize) {
-        let mut rng = Xoshiro256pp::for_round(seed, 0);
-        let mut hist = vec![0f64; n as usize + 1];
-        for _ in 0..draws {
-            hist[binomial(&mut rng, n, p) as usize] += 1.0;
+    /// Pearson chi-square of integer draws against a pmf, pooling adjacent
+    /// values into cells of expected count at least 20. Returns the statistic
+    /// and its degrees of freedom.
+    fn chi_square(draws: &[u64], pmf: impl Fn(u64) -> f64, top: u64) -> (f64, usize) {
+        let mut hist = vec![0f64; top as usize + 1];
+        for &d in draws {
+            assert!(d <= top, "draw {d} beyond {top}");
+            hist[d as usize] += 1.0;
         }
+        let n = draws.len() as f64;
         let (mut stat, mut cells) = (0.0, 0);
         let (mut obs, mut exp) = (0.0, 0.0);
-        for k in 0..=n {
+        for k in 0..=top {
             obs += hist[k as usize];
-            exp += draws as f64 * ln_pmf(n, p, k).exp();
-            if exp >= 20.0 || k == n {
+            exp += n * pmf(k);
+            if exp >= 20.0 || k == top {
                 stat += (obs - exp) * (obs - exp) / exp.max(1e-300);
                 cells += 1;
                 obs = 0.0;
@@ -371,10 +378,16 @@ mod tests {
         (stat, cells - 1)
     }
 
+    fn limit(df: usize) -> f64 {
+        df as f64 + 6.0 * (2.0 * df as f64).sqrt()
+    }
+
     #[test]
     fn ln_factorial_matches_sum_of_logs() {
         let direct: f64 = (1..=1000).map(|k| (k as f64).ln()).sum();
         assert!((ln_factorial(1000.0) - direct).abs() < 1e-9 * direct);
+        let direct: f64 = (1..=5000).map(|k| (k as f64).ln()).sum();
+        assert!((ln_factorial(5000.0) - direct).abs() < 1e-9 * direct);
         assert!(
             (ln_factorial(300.0) - (1..=300).map(|k| (k as f64).ln()).sum::<f64>()).abs() < 1e-9
         );
@@ -388,53 +401,124 @@ mod tests {
     }
 
     #[test]
-    fn binomial_follows_the_exact_pmf() {
-        // Both samplers (inversion: mean < 10; BTRS: mean >= 10), both tails.
-        for (i, &(n, p)) in [(20, 0.2), (50, 0.3), (1000, 0.4), (10_000, 0.93), (7, 0.5)]
-            .iter()
-            .enumerate()
-        {
-            let (stat, df) = chi_square(n, p, 200_000, 11 + i as u64);
-            let limit = df as f64 + 6.0 * (2.0 * df as f64).sqrt();
-            assert!(stat < limit, "n={n} p={p}: chi2 {stat:.1} on {df} df");
-        }
+    fn below_is_uniform() {
+        let mut rng = Xoshiro256pp::for_round(4, 4);
+        let draws: Vec<u64> = (0..140_000).map(|_| rng.below(7)).collect();
+        let (stat, df) = chi_square(&draws, |_| 1.0 / 7.0, 6);
+        assert!(stat < limit(df), "chi2 {stat:.1} on {df} df");
+        // A bound just over 2^63 is where the plain multiply-shift is most
+        // biased (values below 2^63 would come twice as often).
+        let m = (1u64 << 63) + (1 << 62);
+        let low = (0..20_000).filter(|_| rng.below(m) < m / 2).count() as f64;
+        assert!((low / 20_000.0 - 0.5).abs() < 0.02, "{low}");
     }
 
     #[test]
-    fn binomial_edge_cases() {
-        let mut rng = Xoshiro256pp::for_round(1, 2);
-        assert_eq!(binomial(&mut rng, 0, 0.3), 0);
-        assert_eq!(binomial(&mut rng, 9, 0.0), 0);
-        assert_eq!(binomial(&mut rng, 9, 1.0), 9);
-        for _ in 0..1000 {
-            assert!(binomial(&mut rng, 3_000_000_000, 1e-9) <= 3_000_000_000);
+    fn poisson_draws_follow_the_exact_pmf() {
+        // Tabulated CDFs (means up to 256) and PTRS (above).
+        for (i, &lam) in [1u64, 3, 40, 256, 300, 5000].iter().enumerate() {
+            let mut rng = Xoshiro256pp::for_round(11 + i as u64, 0);
+            let cdf = poisson_cdf(lam);
+            let draws: Vec<u64> = (0..100_000)
+                .map(|_| {
+                    if lam <= TABLE_MAX_MEAN {
+                        poisson_from_cdf(&mut rng, lam, &cdf)
+                    } else {
+                        poisson_ptrs(&mut rng, lam as f64)
+                    }
+                })
+                .collect();
+            let top = *draws.iter().max().unwrap();
+            let pmf = |k: u64| poisson_ln_pmf(lam as f64, k as f64).exp();
+            let (stat, df) = chi_square(&draws, pmf, top);
+            assert!(stat < limit(df), "lam={lam}: chi2 {stat:.1} on {df} df");
         }
     }
 
-    #[test]
-    fn multinomial_keeps_total_and_means() {
-        let counts = [5u64, 0, 100, 895];
-        let mut out = [0u64; 4];
-        let mut sums = [0f64; 4];
-        let rounds = 20_000;
-        for r in 0..rounds {
-            let mut rng = Xoshiro256pp::for_round(7, r);
-            multinomial(&mut rng, 1000, &counts, &mut out);
-            assert_eq!(out.iter().sum::<u64>(), 1000);
-            assert_eq!(out[1], 0);
-            for (s, o) in sums.iter_mut().zip(out) {
-                *s += o as f64;
+    fn ln_multinomial(x: &[u64], counts: &[u64]) -> f64 {
+        let n: u64 = counts.iter().sum();
+        let mut lp = ln_factorial(n as f64);
+        for (&xi, &ci) in x.iter().zip(counts) {
+            lp -= ln_factorial(xi as f64);
+            if xi > 0 {
+                lp += xi as f64 * (ci as f64 / n as f64).ln();
             }
         }
-        for (k, c) in counts.iter().enumerate() {
-            let mean = sums[k] / rounds as f64;
-            let p = *c as f64 / 1000.0;
-            let se = (1000.0 * p * (1.0 - p) / rounds as f64).sqrt();
+        lp
+    }
+
+    #[test]
+    fn redraw_is_exactly_multinomial_on_a_small_case() {
+        // N = 5 over counts [1, 3, 0, 1]: small, so the correction moves a
+        // large share of the battles both ways. Every outcome's frequency
+        // against the enumerated multinomial pmf.
+        let counts = [1u64, 3, 0, 1];
+        let redraw = Redraw::new(&counts);
+        let mut seen = std::collections::HashMap::new();
+        let rounds = 200_000;
+        let mut out = [0u64; 4];
+        for r in 0..rounds {
+            let mut rng = Xoshiro256pp::for_round(8, r);
+            redraw.draw(&mut rng, &mut out);
+            assert_eq!(out.iter().sum::<u64>(), 5);
+            assert_eq!(out[2], 0, "an empty cell stays empty");
+            *seen.entry(out).or_insert(0.0) += 1.0;
+        }
+        let mut outcomes = Vec::new();
+        for a in 0..=5u64 {
+            for b in 0..=5 - a {
+                outcomes.push([a, b, 0, 5 - a - b]);
+            }
+        }
+        let mut stat = 0.0;
+        for x in &outcomes {
+            let exp = rounds as f64 * ln_multinomial(x, &counts).exp();
+            let obs = seen.get(x).copied().unwrap_or(0.0);
+            stat += (obs - exp) * (obs - exp) / exp;
+        }
+        let df = outcomes.len() - 1;
+        assert!(stat < limit(df), "chi2 {stat:.1} on {df} df");
+    }
+
+    #[test]
+    fn redraw_keeps_total_means_and_covariances() {
+        let counts = [5u64, 0, 100, 895, 300, 2];
+        let n: u64 = counts.iter().sum();
+        let redraw = Redraw::new(&counts);
+        let rounds = 20_000;
+        let mut out = [0u64; 6];
+        let (mut sum, mut sq, mut cross) = ([0f64; 6], [0f64; 6], 0f64);
+        for r in 0..rounds {
+            let mut rng = Xoshiro256pp::for_round(7, r);
+            redraw.draw(&mut rng, &mut out);
+            assert_eq!(out.iter().sum::<u64>(), n);
+            for k in 0..6 {
+                sum[k] += out[k] as f64;
+                sq[k] += (out[k] as f64).powi(2);
+            }
+            cross += out[2] as f64 * out[3] as f64;
+        }
+        let r = rounds as f64;
+        for k in 0..6 {
+            let p = counts[k] as f64 / n as f64;
+            let (mean, var) = (sum[k] / r, sq[k] / r - (sum[k] / r).powi(2));
+            let want = n as f64 * p * (1.0 - p);
             assert!(
-                (mean - *c as f64).abs() <= 5.0 * se + 1e-12,
+                (mean - counts[k] as f64).abs() <= 5.0 * (want / r).sqrt() + 1e-12,
                 "cell {k}: {mean}"
             );
+            assert!(
+                (var - want).abs() <= 0.06 * want + 1e-12,
+                "cell {k}: var {var} vs {want}"
+            );
         }
+        // Multinomial cells are negatively correlated: cov = -N p_i p_j.
+        let cov = cross / r - (sum[2] / r) * (sum[3] / r);
+        let want = -(n as f64) * (100.0 / n as f64) * (895.0 / n as f64);
+        assert!(
+            (cov - want).abs() <= 0.08 * want.abs(),
+            "cov {cov} vs {want}"
+        );
     }
 
     #[test]
@@ -451,37 +535,5 @@ mod tests {
             Xoshiro256pp::for_round(3, 5).next_u64(),
             Xoshiro256pp::for_round(4, 5).next_u64()
         );
-    }
-}
-
-#[cfg(test)]
-mod tmp_bench {
-    use super::*;
-    fn chain(rng: &mut Xoshiro256pp, total: u64, counts: &[u64], out: &mut [u64]) {
-        let mut left_n = total;
-        let mut left_c: u64 = counts.iter().sum();
-        for (c, o) in counts.iter().zip(out.iter_mut()) {
-            if left_n == 0 || *c == 0 { *o = 0; continue; }
-            let x = if *c >= left_c { left_n } else { binomial(rng, left_n, *c as f64 / left_c as f64) };
-            *o = x; left_n -= x; left_c -= c;
-        }
-    }
-    #[test]
-    #[ignore]
-    fn bench_multinomial() {
-        let mut g = Xoshiro256pp::for_round(3, 3);
-        let counts: Vec<u64> = (0..14850).map(|i| if i % 3 == 2 { 13 + (g.next_u64() % 10) } else { 30 + (g.next_u64() % 50) }).collect();
-        let total: u64 = counts.iter().sum();
-        let mut out = vec![0u64; counts.len()];
-        for _ in 0..3 {
-            let mut rng = Xoshiro256pp::for_round(1, 1);
-            let t = std::time::Instant::now();
-            for _ in 0..200 { chain(&mut rng, total, &counts, &mut out); }
-            let tc = t.elapsed().as_secs_f64() / 200.0;
-            let t = std::time::Instant::now();
-            for _ in 0..200 { multinomial(&mut rng, total, &counts, &mut out); }
-            let tt = t.elapsed().as_secs_f64() / 200.0;
-            eprintln!("per round: chain {:.3} ms, tree {:.3} ms", tc * 1e3, tt * 1e3);
-        }
     }
 }

@@ -8,16 +8,18 @@
 //!
 //! Method. Limited-memory BFGS with the two-loop recursion and the usual
 //! initial scaling s'y / y'y (Nocedal & Wright, 2006, algorithm 7.4 and
-//! eq. 7.20), `history` pairs kept. With l1 > 0 it becomes OWL-QN (Andrew &
-//! Gao, "Scalable training of L1-regularized log-linear models", ICML 2007):
-//! the gradient is replaced by the pseudo-gradient of F, the direction is
-//! zeroed where it disagrees in sign with minus the pseudo-gradient, and
-//! every trial point is projected onto the orthant of the current point, so
-//! that coefficients reach exact zeros. Backtracking line search with the
-//! Armijo test on F. Each trial point costs one pass over the rows that
-//! computes the loss and the gradient together (so an accepted step needs no
-//! second pass); a pass is O(n p) against Newton's O(n p^2), and the rows
-//! are read in place in their own precision (f32 or f64).
+//! eq. 7.20), `history` pairs kept; the first step is scaled by the Hessian's
+//! diagonal at the start, which the first pass computes too. With l1 > 0 it
+//! becomes OWL-QN (Andrew & Gao, "Scalable training of L1-regularized
+//! log-linear models", ICML 2007): the gradient is replaced by the
+//! pseudo-gradient of F, the direction is zeroed where it disagrees in sign
+//! with minus the pseudo-gradient, and every trial point is projected onto
+//! the orthant of the current point, so that coefficients reach exact zeros.
+//! Backtracking line search with the Armijo test on F. Each trial point
+//! costs one pass over the rows that computes the loss and the gradient
+//! together (so an accepted step needs no second pass); a pass is O(n p)
+//! against Newton's O(n p^2), and the rows are read in place in their own
+//! precision (f32 or f64).
 //!
 //! The stopping rule is the one of Newton: max_j |pseudo-gradient_j| divided
 //! by the total weight at most `tol`.
@@ -100,7 +102,7 @@ pub(super) fn eval_grad<T: Real>(d: &Data<T>, beta: &[f64]) -> (f64, Vec<f64>) {
 struct Memory {
     pairs: Vec<(Vec<f64>, Vec<f64>, f64)>,
     cap: usize,
-    /// The penalised Hessian's diagonal at beta = 0, which scales a step
+    /// The penalised Hessian's diagonal at the start, which scales a step
     /// taken with no pairs (`None` when some entry is not positive).
     diag0: Option<Vec<f64>>,
 }
@@ -118,11 +120,11 @@ impl Memory {
     }
 
     /// -H g by the two-loop recursion. A step with no pairs (the first, or
-    /// after a restart) is -g_j / H_jj with the Hessian's diagonal at zero:
-    /// Newton's step if the columns were orthogonal, and scale-free, where
-    /// a step of unit length in the max norm was often twice too long and
-    /// cost a halving and an iteration or two. Without a usable diagonal it
-    /// is that unit step.
+    /// after a restart) is -g_j / H_jj with the Hessian's diagonal at the
+    /// start: Newton's step if the columns were orthogonal, and free of
+    /// their scales, where a step of unit length in the max norm was often
+    /// twice too long and cost a halving and an iteration or two. Without a
+    /// usable diagonal it is that unit step.
     fn direction(&self, g: &[f64]) -> Vec<f64> {
         if let (true, Some(h)) = (self.pairs.is_empty(), &self.diag0) {
             return g.iter().zip(h).map(|(gj, hj)| -gj / hj).collect();
@@ -214,22 +216,22 @@ fn line_search<T: Real>(
     None
 }
 
-/// Run L-BFGS / OWL-QN from zero, where the data term has loss, gradient
-/// and Hessian diagonal `at_zero`. The returned `NewtonRun` carries the iterate, status
-/// and last displacements for the separation report; its `hess` is left
-/// empty.
+/// Run L-BFGS / OWL-QN from `at_start` = (beta, and the data term's loss,
+/// gradient and Hessian diagonal there). The returned `NewtonRun` carries
+/// the iterate, status and last displacements for the separation report;
+/// its `hess` is left empty.
 pub(super) fn lbfgs<T: Real>(
     d: &Data<T>,
     pen: &Penalty,
-    at_zero: (f64, Vec<f64>, Vec<f64>),
+    at_start: (Vec<f64>, f64, Vec<f64>, Vec<f64>),
     tol: f64,
     w_total: f64,
     limits: (usize, usize),
 ) -> NewtonRun {
     let (max_iter, history) = limits;
     let mut run = NewtonRun::start(d.p);
-    let (nll0, grad0, mut diag0) = at_zero;
-    let mut at = point(pen, vec![0.0; d.p], nll0, grad0);
+    let (beta0, nll0, grad0, mut diag0) = at_start;
+    let mut at = point(pen, beta0, nll0, grad0);
     diag0
         .iter_mut()
         .zip(pen.free)
