@@ -53,6 +53,7 @@ __all__ = [
     "RewardModelScore",
     "embed_texts",
     "embedding_reward_model",
+    "feature_reward_model",
     "fit_reward_model",
     "score_reward_model",
     "style_reward_model",
@@ -270,6 +271,8 @@ class FeatureRewardModel:
     n_pairs: int
     dropped: tuple = ()
     source: str = ""
+    scales: tuple = ()
+    skipped: tuple = ()
 
     def coefficients(self) -> dict:
         """Feature name to fitted weight (positive: more of it wins)."""
@@ -286,6 +289,8 @@ class FeatureRewardModel:
             "n_pairs": self.n_pairs,
             "features": list(self.feature_names),
             "dropped_no_variation": list(self.dropped),
+            "scales": list(self.scales),
+            "skipped": [dict(s) for s in self.skipped],
             "fit": self.fit.to_dict(),
             "cv": cv,
         }
@@ -293,6 +298,10 @@ class FeatureRewardModel:
     def summary(self) -> str:
         acc, ll = self.cv["accuracy"], self.cv["log_loss"]
         head = f"reward model on {self.n_pairs} pairs ({self.source})"
+        for s in self.skipped:
+            head += f"\n{s['count']} pairs skipped: {s['reason']}"
+        if self.dropped:
+            head += "\nleft out (never differ): " + ", ".join(self.dropped)
         cv = (
             "held-out: refused"
             if acc is None
@@ -556,4 +565,188 @@ def embedding_reward_model(
         k=k,
         random_state=random_state,
         source=ps.source,
+    )
+
+
+# --------------------------------------------------------------------------
+# Reward models on any mix of features
+
+
+def _numeric_spec(spec) -> tuple[str, str, str | None]:
+    """``"chosen_col:rejected_col"``, ``(chosen_col, rejected_col)`` or a
+    single column already holding ``chosen - rejected``.
+
+    Returns ``(name, first, second)``; ``second`` is None for a difference.
+    """
+    if isinstance(spec, str):
+        parts = spec.split(":")
+        if len(parts) == 1 and parts[0]:
+            return parts[0], parts[0], None
+        if len(parts) == 2 and all(parts):
+            return f"{parts[0]}-{parts[1]}", parts[0], parts[1]
+    elif isinstance(spec, (tuple, list)) and len(spec) == 2:
+        a, b = (str(v) for v in spec)
+        return f"{a}-{b}", a, b
+    raise InputError(
+        f"numeric feature {spec!r}: expected 'CHOSEN_COL:REJECTED_COL' or "
+        "'DIFF_COL' (a column holding chosen - rejected)"
+    )
+
+
+def _numeric_column(frame, col: str, source: str) -> np.ndarray:
+    """A named column as float64, refusing one that is not numeric."""
+    import polars as pl
+
+    if col not in frame.columns:
+        others = [c for c in frame.columns if c not in ("row", "prompt", "chosen", "rejected")]
+        raise InputError(
+            f"{source}: no column {col!r}; other columns: "
+            + (", ".join(others) if others else "none")
+        )
+    s = frame[col]
+    if not (s.dtype.is_numeric() or s.dtype == pl.Boolean or s.dtype == pl.Null):
+        bad = s.drop_nulls()
+        first = frame["row"][int(s.is_not_null().arg_max())] if bad.len() else None
+        raise InputError(
+            f"{source}: column {col!r} is {s.dtype}, not numeric"
+            + (f" (row {first}: {str(bad[0])[:40]!r})" if first is not None else "")
+        )
+    return s.cast(pl.Float64).to_numpy().astype(np.float64, copy=False)
+
+
+def feature_reward_model(
+    pairs,
+    *,
+    style: bool = True,
+    numeric=(),
+    embed: bool = False,
+    embeddings=None,
+    k: int = 5,
+    random_state: int = 0,
+    l2: float = 1.0,
+    l1: float = 0.0,
+    n_jobs=None,
+    **embed_options,
+) -> FeatureRewardModel:
+    """A Bradley-Terry reward model on the features a user picks.
+
+    Parameters
+    ----------
+    pairs : PairSet or path
+        Preference pairs; numeric columns are read from its ``frame``.
+    style : bool
+        Include the audit's 12 normalised style differences
+        (:func:`rlhf_diag.audit.style_differences`).
+    numeric : sequence
+        Numeric columns of the file, each ``"CHOSEN_COL:REJECTED_COL"`` (the
+        feature is their difference) or ``"DIFF_COL"`` (a column that already
+        holds ``chosen - rejected``). Each difference is divided by its root
+        mean square (listed in ``scales``), so a weight is per typical
+        difference. Pairs with a null, NaN or infinite value in any named
+        column are left out, counted in ``skipped`` and warned about with
+        their source rows.
+    embed : bool
+        Include MiniLM embeddings of ``prompt + response`` (384 features;
+        needs the optional torch extra), or give them as ``embeddings``.
+    k, random_state, l2, l1
+        As in :func:`fit_reward_model`.
+    n_jobs : int, optional
+        Threads for the text features.
+
+    Returns
+    -------
+    FeatureRewardModel
+    """
+    from rlhf_diag.pairs import PairSet, load_pairs
+
+    ps = pairs if isinstance(pairs, PairSet) else load_pairs(pairs)
+    specs = [_numeric_spec(s) for s in numeric]
+    if not (style or specs or embed or embeddings is not None):
+        raise InputError("no features asked for: give style, numeric columns or embeddings")
+    frame = ps.frame
+    n = frame.height
+    keep = np.ones(n, dtype=bool)
+    raw = []
+    skipped = []
+    for name, a, b in specs:
+        va = _numeric_column(frame, a, ps.source)
+        d = va if b is None else va - _numeric_column(frame, b, ps.source)
+        bad = ~np.isfinite(d)
+        if bad.any():
+            rows = frame["row"].to_numpy()[bad][:5].tolist()
+            cols = a if b is None else f"{a} or {b}"
+            skipped.append({
+                "reason": f"{cols} is null, NaN or infinite",
+                "count": int(bad.sum()),
+                "rows": rows,
+            })
+            warnings.warn(
+                f"{ps.source}: {int(bad.sum())} pairs skipped: {cols} is null, NaN "
+                f"or infinite (rows {', '.join(map(str, rows))}"
+                + (", ..." if bad.sum() > len(rows) else "") + ")",
+                DataQualityWarning,
+                stacklevel=2,
+            )
+        keep &= ~bad
+        raw.append((name, d))
+    if not keep.any():
+        raise InputError(f"{ps.source}: no pair has finite values in the named columns")
+    sub = frame.filter(keep) if not keep.all() else frame
+
+    blocks, names, dropped, scales = [], [], [], []
+    if style:
+        from rlhf_diag.audit import style_differences
+        from rlhf_diag.features import FEATURES, text_features
+
+        fc = text_features(sub["chosen"], n_jobs=n_jobs)
+        fr = text_features(sub["rejected"], n_jobs=n_jobs)
+        xs, kept, gone = style_differences(fc, fr, FEATURES)
+        blocks.append(xs)
+        names += kept
+        dropped += gone
+        scales += [None] * len(kept)
+    for name, d in raw:
+        d = d[keep]
+        rms = float(np.sqrt(np.mean(d * d)))
+        if rms == 0.0:
+            dropped.append(name)
+            continue
+        blocks.append((d / rms)[:, None])
+        names.append(name)
+        scales.append(rms)
+    if embed or embeddings is not None:
+        if embeddings is None:
+            prompt = sub["prompt"]
+            ec = embed_texts((prompt + sub["chosen"]).to_list(), **embed_options)
+            er = embed_texts((prompt + sub["rejected"]).to_list(), **embed_options)
+        else:
+            ec, er = (np.asarray(e, dtype=np.float32) for e in embeddings)
+            if ec.shape != er.shape or ec.shape[0] != n:
+                raise InputError(
+                    f"embeddings have shapes {ec.shape} and {er.shape}; expected "
+                    f"({n}, d) each"
+                )
+            ec, er = ec[keep], er[keep]
+        blocks.append((ec - er).astype(np.float64))
+        names += [f"e{j}" for j in range(ec.shape[1])]
+        scales += [None] * ec.shape[1]
+    if not names:
+        raise InputError(
+            f"{ps.source}: no feature differs between chosen and rejected in any pair "
+            f"(left out: {', '.join(dropped)})"
+        )
+    x = np.ascontiguousarray(np.column_stack(blocks))
+    model = fit_reward_model(
+        x, feature_names=names, l2=l2, l1=l1, k=k, random_state=random_state,
+        source=ps.source,
+    )
+    return FeatureRewardModel(
+        feature_names=model.feature_names,
+        fit=model.fit,
+        cv=model.cv,
+        n_pairs=model.n_pairs,
+        dropped=tuple(dropped),
+        source=ps.source,
+        scales=tuple(scales),
+        skipped=tuple(skipped),
     )

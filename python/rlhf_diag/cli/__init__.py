@@ -17,7 +17,7 @@ from rlhf_diag import __version__
 from rlhf_diag.exceptions import RlhfDiagError
 
 # Subcommand modules, in the order `--help` lists them.
-_COMMANDS = ["audit", "leaderboard", "kl", "flips", "pushback", "probe", "winrate"]
+_COMMANDS = ["audit", "leaderboard", "kl", "flips", "pushback", "probe", "winrate", "reward"]
 
 
 def build_parser() -> argparse.ArgumentParser:

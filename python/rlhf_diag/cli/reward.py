@@ -1,0 +1,134 @@
+"""`rlhf-diag reward`: fit a Bradley-Terry reward model on chosen-vs-rejected
+feature differences (style counts, numeric columns, MiniLM embeddings)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rlhf_diag.cli._args import at_least, check_output, positive_int
+
+NAME = "reward"
+HELP = (
+    "fit a reward model on feature differences of chosen vs rejected: style "
+    "counts, numeric columns you name, MiniLM embeddings"
+)
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from rlhf_diag.io import TABLE_FORMATS
+    from rlhf_diag.pairs import FORMATS
+
+    p.add_argument("path", type=Path, help="JSONL (plain or .gz), JSON, CSV or Parquet")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="input layout (default: detected from the columns)")
+    p.add_argument("--file-type", choices=TABLE_FORMATS, default=None)
+    p.add_argument("--prompt-col", default="prompt")
+    p.add_argument("--chosen-col", default="chosen")
+    p.add_argument("--rejected-col", default="rejected")
+    p.add_argument(
+        "--numeric", action="append", default=[], metavar="CHOSEN_COL:REJECTED_COL",
+        help="a numeric feature: two columns (the feature is chosen minus "
+        "rejected) or one column already holding that difference; repeatable",
+    )
+    p.add_argument("--no-style", action="store_true",
+                   help="leave out the 12 style-count differences")
+    p.add_argument("--embed", action="store_true",
+                   help="add MiniLM embeddings of prompt + response (torch extra)")
+    p.add_argument("--l2", type=_non_negative, default=1.0, help="ridge strength (default 1)")
+    p.add_argument("--l1", type=_non_negative, default=0.0, help="lasso strength (default 0)")
+    p.add_argument("--folds", type=at_least(2), default=5,
+                   help="folds of the held-out evaluation (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="threads for the text features (default: all cores)")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="write the fit and evaluation as JSON")
+
+
+def _table(model):
+    from rich.table import Table
+
+    fit = model.fit
+    t = Table(title=f"reward model: {model.n_pairs} pairs, {len(model.feature_names)} features",
+              title_justify="left")
+    scales = model.scales or (None,) * len(model.feature_names)
+    cols = ["feature", "coef", "95% interval"]
+    if any(s is not None for s in scales):
+        cols.append("per raw unit")
+    for col in cols:
+        t.add_column(col, justify="left" if col == "feature" else "right")
+    for j, name in enumerate(model.feature_names):
+        coef = fit.coef_[j]
+        ci = ("—" if fit.ci95_ is None
+              else f"[{fit.ci95_[j, 0]:.4g}, {fit.ci95_[j, 1]:.4g}]")
+        row = [name, f"{coef:.4g}", ci]
+        if len(cols) == 4:
+            row.append("" if scales[j] is None else f"{coef / scales[j]:.4g}")
+        t.add_row(*row)
+    return t
+
+
+def run(args) -> int:
+    from rich.console import Console
+
+    from rlhf_diag.cli._progress import stage
+    from rlhf_diag.pairs import load_pairs
+    from rlhf_diag.reward import feature_reward_model
+
+    check_output(args.json, "--json")
+    if args.no_style and not args.numeric and not args.embed:
+        print("error: --no-style leaves no features: add --numeric or --embed",
+              file=sys.stderr)
+        return 2
+    with stage(f"reading {args.path}"):
+        ps = load_pairs(args.path, args.format, prompt_col=args.prompt_col,
+                        chosen_col=args.chosen_col, rejected_col=args.rejected_col,
+                        file_type=args.file_type)
+    with stage(f"fitting on {ps.n_pairs} pairs with {args.folds}-fold evaluation"):
+        model = feature_reward_model(
+            ps, style=not args.no_style, numeric=args.numeric, embed=args.embed,
+            k=args.folds, random_state=args.seed, l2=args.l2, l1=args.l1,
+            n_jobs=args.threads,
+        )
+    console = Console(width=max(100, Console().width))
+    console.print(f"{ps.source}: {ps.n_rows_read} rows read, {ps.n_pairs} pairs kept")
+    for line in ps.skipped.describe():
+        console.print(line)
+    for s in model.skipped:
+        console.print(f"{s['count']} pairs left out: {s['reason']} "
+                      f"(rows {', '.join(map(str, s['rows']))})")
+    if model.dropped:
+        console.print("never differ, left out: " + ", ".join(model.dropped))
+    cv = model.cv
+    if cv["accuracy"] is None:
+        console.print("held-out evaluation refused")
+    else:
+        console.print(f"{cv['k']}-fold held-out accuracy {cv['accuracy']:.4f} "
+                      f"(a zero margin counts half), log-loss {cv['log_loss']:.4f}; "
+                      f"0.5 is chance")
+    fit = model.fit
+    console.print(f"fit: {fit.status} after {fit.n_iter_} iterations "
+                  f"({fit.solver}, {fit.penalty}), max |gradient| {fit.grad_norm_:.2g}")
+    if fit.coef_ is None:
+        console.print(f"coefficients refused: {fit.refused_reason}")
+    elif len(model.feature_names) <= 64:
+        console.print(_table(model))
+    else:
+        console.print(f"{len(model.feature_names)} coefficients: see --json")
+    if args.json:
+        args.json.write_text(json.dumps(model.to_dict(), indent=2))
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
