@@ -499,3 +499,32 @@ def test_cross_validation_calibration_and_held_out_probs():
     assert cal["ece"] < 0.05  # a correct model is calibrated
     lb = cross_validate_logistic(x, y, k=4, random_state=3, solver="lbfgs", tol=1e-11)
     assert lb["accuracy"] == pytest.approx(cv["accuracy"], abs=1e-3)
+
+
+def test_float32_matrix_is_read_in_place_without_a_float64_copy():
+    """A 2e6 x 32 float32 fit must not grow the peak RSS by anything near the
+    512 MB a float64 copy of the matrix would take (measured in a fresh
+    process, whose peak is taken right before and after the fit)."""
+    import subprocess
+    import sys
+
+    code = """
+import resource, warnings, numpy as np
+from rlhf_diag.logistic import fit_logistic
+rng = np.random.default_rng(0)
+X = np.empty((2_000_000, 32), dtype=np.float32)
+for i in range(0, 2_000_000, 100_000):  # no large temporaries before the fit
+    X[i:i + 100_000] = rng.standard_normal((100_000, 32), dtype=np.float32)
+y = (rng.random(2_000_000) < 0.5).astype(np.float64)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    fit_logistic(X, y, tol=1e-6)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    growth_mib = float(out.stdout.strip())
+    # A float64 copy is 488 MiB; the float32 matrix itself is 244 MiB.
+    assert growth_mib < 150, f"peak grew by {growth_mib:.0f} MiB during the fit"
