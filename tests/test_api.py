@@ -29,3 +29,11 @@ def test_audit_module_and_function(tmp_path):
     assert res.length["chars"]["chosen_longer"] == 1
     assert res.length["chars"]["chosen_shorter"] == 1
     assert "n_pairs=2" in repr(res)
+
+
+def test_z95_constant_is_scipys_normal_quantile():
+    from scipy.stats import norm
+
+    from rlhf_diag.stats import Z95
+
+    assert Z95 == float(norm.ppf(0.975))

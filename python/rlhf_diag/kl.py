@@ -39,8 +39,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
-from scipy import stats
-
 from rlhf_diag import _core
 from rlhf_diag.exceptions import (
     DataFormatError,
@@ -1627,6 +1625,8 @@ def fit_overoptimization(
     resid = y - X @ coef
     s2 = float(resid @ resid / dof)
     cov = s2 * np.linalg.inv(X.T @ X)
+    from scipy import stats  # imported here: scipy costs ~0.5 s at CLI start
+
     t = float(stats.t.ppf(0.5 + level / 2, dof))
     a, b = (float(c) for c in coef)
     se = np.sqrt(np.diag(cov))

@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _st
 
 from rlhf_diag.exceptions import UndefinedStatisticError
 
-Z95 = float(_st.norm.ppf(0.975))
+Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975); pinned in tests
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,8 @@ def proportion(k: int, n: int, what: str = "proportion") -> Proportion:
     k, n = int(k), int(n)
     if n == 0:
         raise UndefinedStatisticError(f"{what}: no eligible items (0 trials)")
+    from scipy import stats as _st  # lazy: scipy costs ~0.5 s to import
+
     test = _st.binomtest(k, n, 0.5)
     ci = test.proportion_ci(confidence_level=0.95, method="wilson")
     return Proportion(k, n, k / n, (float(ci.low), float(ci.high)), float(test.pvalue))

@@ -42,7 +42,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import polars as pl
-from scipy import stats as _st
 
 from rlhf_diag.exceptions import (
     DataFormatError,
@@ -614,6 +613,8 @@ def compare_flips(a, b, label_a: str = "a", label_b: str = "b") -> dict:
         if n10 + n01 == 0:
             out["undefined"] = "no discordant pairs: the conditions never disagree"
         else:
+            from scipy import stats as _st  # lazy: slow to import
+
             out["p_value"] = float(_st.binomtest(n10, n10 + n01, 0.5).pvalue)
         return out
     ka, na = sum(fa.values()), len(fa)
@@ -639,6 +640,8 @@ def compare_flips(a, b, label_a: str = "a", label_b: str = "b") -> dict:
         return out
     out["difference"] = ka / na - kb / nb
     pooled = (ka + kb) / (na + nb)
+    from scipy import stats as _st  # lazy: slow to import
+
     out["fisher_p"] = float(_st.fisher_exact([[ka, na - ka], [kb, nb - kb]])[1])
     if pooled in (0.0, 1.0):
         out["undefined"] = "z test: every item flipped or none did in both conditions"
