@@ -37,6 +37,23 @@ fn parts<'a, T: numpy::Element>(
     Ok((a.as_slice()?, shape[0], shape[1]))
 }
 
+/// Evaluate `$body` with the GIL released and `$s, $n, $p` bound to the
+/// matrix's row-major slice and shape, in whichever precision it came.
+macro_rules! on_matrix {
+    ($py:expr, $x:expr, |$s:ident, $n:ident, $p:ident| $body:expr) => {
+        match &$x {
+            Matrix::F64(a) => {
+                let ($s, $n, $p) = parts(a)?;
+                $py.detach(|| $body)
+            }
+            Matrix::F32(a) => {
+                let ($s, $n, $p) = parts(a)?;
+                $py.detach(|| $body)
+            }
+        }
+    };
+}
+
 /// Solver settings passed as one dict-free tuple: (l1, solver, history,
 /// covariance).
 type Extra<'a> = (f64, &'a str, usize, bool);
@@ -88,17 +105,7 @@ fn fit_logistic<'py>(
         max_iter,
         (l1, solver, history, covariance),
     )?;
-    let fitted = match &x {
-        Matrix::F64(a) => {
-            let (s, n, p) = parts(a)?;
-            py.detach(|| logistic::fit(s, n, p, y, w, &opts))
-        }
-        Matrix::F32(a) => {
-            let (s, n, p) = parts(a)?;
-            py.detach(|| logistic::fit(s, n, p, y, w, &opts))
-        }
-    }
-    .map_err(to_py)?;
+    let fitted = on_matrix!(py, x, |s, n, p| logistic::fit(s, n, p, y, w, &opts)).map_err(to_py)?;
     fit_dict(py, fitted)
 }
 
@@ -159,16 +166,9 @@ fn kfold_logistic<'py>(
         max_iter,
         (l1, solver, history, covariance),
     )?;
-    let r = match &x {
-        Matrix::F64(a) => {
-            let (s, n, p) = parts(a)?;
-            py.detach(|| logistic::kfold(s, n, p, y, w, k, seed, &opts))
-        }
-        Matrix::F32(a) => {
-            let (s, n, p) = parts(a)?;
-            py.detach(|| logistic::kfold(s, n, p, y, w, k, seed, &opts))
-        }
-    }
+    let r = on_matrix!(py, x, |s, n, p| logistic::kfold(
+        s, n, p, y, w, k, seed, &opts
+    ))
     .map_err(to_py)?;
     let d = PyDict::new(py);
     let folds: Vec<i64> = r.fold_of_row.iter().map(|&f| f as i64).collect();
@@ -218,16 +218,9 @@ fn fit_logistic_groups<'py>(
         max_iter,
         (l1, solver, history, covariance),
     )?;
-    let fits = match &x {
-        Matrix::F64(a) => {
-            let (s, n, p) = parts(a)?;
-            py.detach(|| logistic::fit_groups(s, n, p, y, w, &offsets, &indices, &opts))
-        }
-        Matrix::F32(a) => {
-            let (s, n, p) = parts(a)?;
-            py.detach(|| logistic::fit_groups(s, n, p, y, w, &offsets, &indices, &opts))
-        }
-    }
+    let fits = on_matrix!(py, x, |s, n, p| logistic::fit_groups(
+        s, n, p, y, w, &offsets, &indices, &opts
+    ))
     .map_err(to_py)?;
     fits.into_iter().map(|f| fit_dict(py, f)).collect()
 }
