@@ -45,7 +45,9 @@ def detect_table_format(path: str | Path) -> str:
     )
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes, gunzipped when they are gzip; a missing, unreadable
+    or corrupt file is a :class:`DataFormatError` naming it."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -87,7 +89,7 @@ def read_table(path: str | Path, format: str | None = None) -> pl.DataFrame:
             raise DataFormatError(f"{path}: no such file") from None
         except Exception as exc:  # polars raises several unrelated types
             raise DataFormatError(f"{path}: not a readable Parquet file ({exc})") from None
-    raw = _read_bytes(path)
+    raw = read_bytes(path)
     try:
         if fmt == "csv":
             sep = "\t" if ".tsv" in path.name.lower() else ","

@@ -49,7 +49,7 @@ from rlhf_diag.exceptions import (
     InputError,
     UndefinedStatisticError,
 )
-from rlhf_diag.io import _read_bytes, detect_table_format, read_table
+from rlhf_diag.io import read_bytes, detect_table_format, read_table
 from rlhf_diag.stats import proportion
 from rlhf_diag.sycophancy.extract import (
     LETTERS,
@@ -289,7 +289,7 @@ def _read_records(path: Path) -> list:
     if fmt in ("csv", "parquet"):
         return read_table(path, fmt).to_dicts()
     try:
-        text = _read_bytes(path).decode("utf-8-sig")
+        text = read_bytes(path).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataFormatError(f"{path}: not UTF-8 text ({exc})") from None
     if fmt == "json" and text.lstrip().startswith("["):
@@ -702,9 +702,11 @@ class FlipResult:
         return flips_text(self, width=width)
 
     def _repr_html_(self) -> str:
-        from rlhf_diag.sycophancy._render import flips_html
+        """The report page (rates plot, tables, example replies) as a
+        notebook fragment."""
+        from rlhf_diag.report import build_page
 
-        return flips_html(self)
+        return build_page(self).fragment()
 
 
 def _group_key(it: FlipItem, g: str) -> str:
