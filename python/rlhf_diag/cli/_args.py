@@ -33,3 +33,16 @@ def check_output(path: Path | None, option: str) -> None:
     folder = Path(path).parent
     if not folder.is_dir():
         raise InputError(f"{option} {path}: the folder {folder} does not exist")
+
+
+def output_console(wide: int):
+    """A rich console for a command's tables: a terminal's own width, or
+    ``wide`` columns when output goes to a file or a pipe (no terminal to
+    wrap for, and logs read better unwrapped)."""
+    import sys
+
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=wide)

@@ -7,9 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
-from rlhf_diag.cli._args import at_least, check_output, positive_int
+from rlhf_diag.cli._args import at_least, check_output, output_console, positive_int
 from rlhf_diag.cli._progress import stage
 
 NAME = "audit"
@@ -56,7 +54,7 @@ def run(args) -> int:
     with stage(f"measuring {2 * ps.n_pairs} responses and fitting"):
         res = audit(ps, truncate=args.truncate, truncate_unit=args.truncate_unit,
                     folds=args.folds, random_state=args.seed, n_jobs=args.threads)
-    console = Console(width=max(110, Console().width))
+    console = output_console(110)
     for r in audit_tables(res):
         console.print(r)
     if args.json:

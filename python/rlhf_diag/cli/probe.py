@@ -162,8 +162,7 @@ def _reward(args):
 
 
 def run(args) -> int:
-    from rich.console import Console
-
+    from rlhf_diag.cli._args import output_console
     from rlhf_diag.cli._progress import stage
     from rlhf_diag.sycophancy._render import probe_tables
     from rlhf_diag.sycophancy.probe import probe_reward_model
@@ -201,7 +200,7 @@ def run(args) -> int:
         else {"kind": type(reward).__name__}
     )
     out = {"reward_model": info, **res}
-    console = Console(width=max(160, Console().width))
+    console = output_console(160)
     for r in probe_tables(out):
         console.print(r)
     if args.json:

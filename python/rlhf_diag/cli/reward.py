@@ -82,8 +82,7 @@ def _table(model):
 
 
 def run(args) -> int:
-    from rich.console import Console
-
+    from rlhf_diag.cli._args import output_console
     from rlhf_diag.cli._progress import stage
     from rlhf_diag.pairs import load_pairs
     from rlhf_diag.reward import feature_reward_model
@@ -103,7 +102,7 @@ def run(args) -> int:
             k=args.folds, random_state=args.seed, l2=args.l2, l1=args.l1,
             n_jobs=args.threads,
         )
-    console = Console(width=max(100, Console().width))
+    console = output_console(100)
     console.print(f"{ps.source}: {ps.n_rows_read} rows read, {ps.n_pairs} pairs kept")
     for line in ps.skipped.describe():
         console.print(line)
