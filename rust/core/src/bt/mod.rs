@@ -277,10 +277,8 @@ pub(crate) fn fit_from(
     let eff_all = effective(&counts.cells, opts.ties);
     let st = structure(k, &eff_all, opts.alpha);
     // Only cells inside one block inform the (extended) MLE.
-    let cells: Vec<EffCell> = eff_all
-        .into_iter()
-        .filter(|c| c.total() > 0.0 && st.block[c.i] == st.block[c.j])
-        .collect();
+    let mut cells = eff_all;
+    cells.retain(|c| c.total() > 0.0 && st.block[c.i] == st.block[c.j]);
     let tie_w: f64 = cells.iter().map(|c| c.t).sum();
     let win_w: f64 = cells.iter().map(|c| c.wi + c.wj).sum();
     let mut ties = opts.ties;
