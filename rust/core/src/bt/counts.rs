@@ -237,10 +237,7 @@ impl PairCounts {
             .collect::<Result<_>>()?;
         let tri_counts = fold_triangles(k, &triangles);
         drop(triangles);
-        let filled = tri_counts
-            .chunks_exact(3)
-            .filter(|t| *t != [0; 3])
-            .count();
+        let filled = tri_counts.chunks_exact(3).filter(|t| *t != [0; 3]).count();
         let mut cells = Vec::with_capacity(filled);
         let mut t = tri_counts.chunks_exact(3);
         for lo in 0..k {
