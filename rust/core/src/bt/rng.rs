@@ -19,10 +19,10 @@
 //!
 //! The means `n_c` are integers fixed for the whole bootstrap, so each
 //! distinct mean up to 256 gets its Poisson CDF tabulated once and a draw is
-//! one uniform and a binary search (inversion). Larger means use PTRS, the
-//! transformed rejection with squeeze of Hörmann (1993, "The transformed
-//! rejection method for generating Poisson random variables", Insurance:
-//! Mathematics and Economics 12), whose acceptance test compares against the
+//! one uniform and a guided search (inversion, see [`Cdf`]). Larger means
+//! use PTRS, the transformed rejection with squeeze of Hörmann (1993, "The
+//! transformed rejection method for generating Poisson random variables",
+//! Insurance: Mathematics and Economics 12), whose acceptance test compares against the
 //! exact log-pmf. Uniform integers come from Lemire's (2019) multiply-shift
 //! with rejection, so they are exactly uniform.
 //!
