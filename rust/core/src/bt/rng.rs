@@ -23,8 +23,8 @@
 //! use PTRS, the transformed rejection with squeeze of Hörmann (1993, "The
 //! transformed rejection method for generating Poisson random variables",
 //! Insurance: Mathematics and Economics 12), whose acceptance test compares
-//! against the exact log-pmf. Uniform integers come from Lemire's (2019) multiply-shift
-//! with rejection, so they are exactly uniform.
+//! against the exact log-pmf. Uniform integers come from Lemire's (2019)
+//! multiply-shift with rejection, so they are exactly uniform.
 //!
 //! Rejected: a categorical draw per battle costs O(N) per round, against
 //! O(cells + √N) here; the chain of conditional binomials
