@@ -77,36 +77,45 @@ struct Round {
 }
 
 /// One round's counts: Multinomial(N, n_cell / N) over the cells (a pair
-/// and an outcome, in the order of `counts.cells`).
-fn resample(counts: &PairCounts, redraw: &Redraw, rng: &mut Xoshiro256pp) -> PairCounts {
-    let mut drawn = vec![0u64; 3 * counts.cells.len()];
-    redraw.draw(rng, &mut drawn);
-    let cells = counts
-        .cells
-        .iter()
-        .zip(drawn.chunks_exact(3))
-        .filter(|(_, d)| d.iter().any(|&x| x > 0))
-        .map(|(c, d)| {
-            let mut w = [0.0; 3];
-            for s in 0..3 {
-                if c.n[s] > 0 {
-                    w[s] = d[s] as f64 * (c.w[s] / c.n[s] as f64);
+/// and an outcome, in the order of `counts.cells`); `drawn` is scratch
+/// space of three entries per cell, overwritten.
+fn resample(
+    counts: &PairCounts,
+    redraw: &Redraw,
+    rng: &mut Xoshiro256pp,
+    drawn: &mut [u64],
+) -> PairCounts {
+    redraw.draw(rng, drawn);
+    // Sized up front: growing by doubling copied the cells about twice.
+    let mut cells = Vec::with_capacity(counts.cells.len());
+    cells.extend(
+        counts
+            .cells
+            .iter()
+            .zip(drawn.chunks_exact(3))
+            .filter(|(_, d)| d.iter().any(|&x| x > 0))
+            .map(|(c, d)| {
+                let mut w = [0.0; 3];
+                for s in 0..3 {
+                    if c.n[s] > 0 {
+                        w[s] = d[s] as f64 * (c.w[s] / c.n[s] as f64);
+                    }
                 }
-            }
-            Cell {
-                i: c.i,
-                j: c.j,
-                n: [d[0], d[1], d[2]],
-                w,
-            }
-        })
-        .collect();
+                Cell {
+                    i: c.i,
+                    j: c.j,
+                    n: [d[0], d[1], d[2]],
+                    w,
+                }
+            }),
+    );
     PairCounts {
         n_models: counts.n_models,
         cells,
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn one_round(
     counts: &PairCounts,
     redraw: &Redraw,
@@ -114,10 +123,11 @@ fn one_round(
     warm: &[f64],
     seed: u64,
     r: usize,
+    drawn: &mut [u64],
 ) -> Round {
     let k = counts.n_models;
     let mut rng = Xoshiro256pp::for_round(seed, r as u64);
-    let rc = resample(counts, redraw, &mut rng);
+    let rc = resample(counts, redraw, &mut rng, drawn);
     let Ok(fit) = fit_from(&rc, opts, Some(warm), false) else {
         let (values, defined, degenerate) = (vec![0.0; k], vec![false; k], vec![true; k]);
         return Round {
@@ -202,9 +212,15 @@ pub fn bootstrap(
     let flat: Vec<u64> = counts.cells.iter().flat_map(|c| c.n).collect();
     let redraw = Redraw::new(&flat);
     let run = || -> Vec<Round> {
+        // Each task keeps one scratch buffer for the draws; a round's
+        // result depends on its index alone, never on the buffer's history
+        // (every entry is overwritten).
         (0..boot.rounds)
             .into_par_iter()
-            .map(|r| one_round(counts, &redraw, &fit_opts, warm, boot.seed, r))
+            .map_init(
+                || vec![0u64; flat.len()],
+                |drawn, r| one_round(counts, &redraw, &fit_opts, warm, boot.seed, r, drawn),
+            )
             .collect()
     };
     let rounds = match boot.n_threads {

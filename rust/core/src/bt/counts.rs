@@ -9,18 +9,21 @@
 //! map-reduce of DESIGN.md).
 //!
 //! Paths: unweighted input with `K ≤ 2048` (and under 2^32 rows) is counted
-//! by rayon parts, each into its own byte per (ordered pair, raw outcome):
-//! a 3 MB square at `K = 1000`, small enough to stay in cache, and the row
-//! loop does no orientation work. A byte that wraps records its position
-//! (256 more battles). The parts' squares are then folded into the oriented
-//! triangle in tiles (the mirrored entries read a cache line at a time).
+//! by rayon parts, each into its own byte per (oriented pair, slot): a
+//! 1.5 MB triangle at `K = 1000`, small enough to stay in cache; the row
+//! orients its battle without branches (min, max and a bit trick on the
+//! outcome). A byte that wraps records its position (256 more battles). The
+//! parts' triangles are then summed element-wise into u32 counts.
 //! Integer sums make the result identical for any thread count. Weighted
 //! input, or a large `K`, goes through a sort of pair keys, summing the
 //! weights of a cell in row order, again independent of threads.
 //! Rejected: a hash map (slower than both, and its order is arbitrary); a
 //! one-hot design matrix (N×K memory); u32 counters per pair and outcome (a
 //! 6 MB triangle per part at `K = 1000` that misses cache on every row, and
-//! an orientation step per row: twice the time of the byte squares);
+//! an orientation step per row: twice the time of bytes); a byte square
+//! per ordered pair and raw outcome (3 MB at `K = 1000`, no orientation
+//! per row, but twice the cache footprint and a transposing fold: about
+//! 1.4x the time of the byte triangle on the 2-core machine);
 //! radix-bucketing the rows first (a second pass over N, no faster here).
 
 use rayon::prelude::*;
@@ -32,9 +35,9 @@ pub const A_WINS: u8 = 0;
 pub const B_WINS: u8 = 1;
 pub const TIE: u8 = 2;
 
-/// Largest `K` counted through byte squares (3K² bytes per part, 12.6 MB
-/// at the limit).
-const SQUARE_MAX_MODELS: usize = 2048;
+/// Largest `K` counted through byte triangles (3K(K−1)/2 bytes per part,
+/// 6.3 MB at the limit).
+const BYTE_MAX_MODELS: usize = 2048;
 
 /// Borrowed battle arrays: model indices of the two sides, outcome codes
 /// ([`A_WINS`], [`B_WINS`], [`TIE`]) and optional non-negative weights.
@@ -107,76 +110,39 @@ fn check_row(k: usize, bt: &Battles<'_>, r: usize) -> Result<()> {
     Ok(())
 }
 
-/// Battles of one part of the rows by ordered pair and raw outcome: a byte
-/// per `(a, b, outcome)` at `(a·K + b)·3 + outcome`, and the positions whose
+/// Battles of one part of the rows by oriented pair and slot: a byte per
+/// `(lo, hi, slot)` at `3 · tri(lo, hi) + slot`, and the positions whose
 /// byte wrapped past 255 (each stands for 256 more battles).
-struct ByteSquare {
+struct ByteTriangle {
     bytes: Vec<u8>,
     spills: Vec<u32>,
 }
 
-/// Rows of the triangle folded per task.
-const FOLD_ROWS: usize = 16;
+/// Entries of the triangle summed per task in the fold.
+const FOLD_CHUNK: usize = 1 << 16;
 
-/// Sum the parts' squares into the oriented triangle `[lo wins, hi wins,
-/// ties]` per pair (u32: the caller routes more than 2^32 rows elsewhere).
-/// Tiles of `FOLD_ROWS` rows read the mirrored `(hi, lo)` entries a cache
-/// line at a time instead of one line per pair.
-fn fold_squares(k: usize, squares: &[ByteSquare]) -> Vec<u32> {
-    let n_cells = k * k.saturating_sub(1) / 2;
-    let mut out = vec![0u32; 3 * n_cells];
-    // Split the triangle into the row blocks the tasks own.
-    let mut blocks: Vec<(usize, &mut [u32])> = Vec::new();
-    let mut rest: &mut [u32] = &mut out;
-    for lo0 in (0..k).step_by(FOLD_ROWS) {
-        let lo1 = (lo0 + FOLD_ROWS).min(k);
-        let len = 3 * (tri_start(k, lo1) - tri_start(k, lo0));
-        let (head, tail) = rest.split_at_mut(len);
-        blocks.push((lo0, head));
-        rest = tail;
-    }
-    blocks.into_par_iter().for_each(|(lo0, block)| {
-        let lo1 = (lo0 + FOLD_ROWS).min(k);
-        let first = tri_start(k, lo0);
-        for sq in squares {
-            let bytes = &sq.bytes;
-            for lo in lo0..lo1 {
-                // (lo, hi) entries: a contiguous run of row lo.
-                let row = &bytes[3 * (lo * k + lo + 1)..3 * (lo * k + k)];
-                let dst = &mut block[3 * (tri_start(k, lo) - first)..][..3 * (k - lo - 1)];
-                for (d, s) in dst.chunks_exact_mut(3).zip(row.chunks_exact(3)) {
-                    d[0] += u32::from(s[0]);
-                    d[1] += u32::from(s[1]);
-                    d[2] += u32::from(s[2]);
+/// Sum the parts' byte triangles into `[lo wins, hi wins, ties]` per pair
+/// (u32: the caller routes more than 2^32 rows elsewhere): a contiguous,
+/// element-wise sum, then the spills.
+fn fold_triangles(k: usize, parts: &[ByteTriangle]) -> Vec<u32> {
+    let len = 3 * (k * k.saturating_sub(1) / 2);
+    let mut out = vec![0u32; len];
+    out.par_chunks_mut(FOLD_CHUNK)
+        .enumerate()
+        .for_each(|(c, dst)| {
+            let span = c * FOLD_CHUNK..c * FOLD_CHUNK + dst.len();
+            for part in parts {
+                for (d, s) in dst.iter_mut().zip(&part.bytes[span.clone()]) {
+                    *d += u32::from(*s);
                 }
             }
-            for hi in lo0 + 1..k {
-                // (hi, lo) entries for the block's rows lo < hi: one short run.
-                let top = lo1.min(hi);
-                let col = &bytes[3 * (hi * k + lo0)..3 * (hi * k + top)];
-                for (lo, s) in (lo0..top).zip(col.chunks_exact(3)) {
-                    let at = 3 * (tri_start(k, lo) - first + (hi - lo - 1));
-                    block[at] += u32::from(s[1]);
-                    block[at + 1] += u32::from(s[0]);
-                    block[at + 2] += u32::from(s[2]);
-                }
-            }
-        }
-    });
-    for sq in squares {
-        for &at in &sq.spills {
-            let at = at as usize;
-            let (pair, o) = (at / 3, (at % 3) as u8);
-            let (lo, hi, slot) = orient(pair / k, pair % k, o);
-            out[3 * tri(k, lo, hi) + slot] += 256;
+        });
+    for part in parts {
+        for &at in &part.spills {
+            out[at as usize] += 256;
         }
     }
     out
-}
-
-/// Index of the first pair `(lo, lo + 1)` of row `lo` in the triangle.
-fn tri_start(k: usize, lo: usize) -> usize {
-    lo * (2 * k - lo - 1) / 2
 }
 
 /// Triangle index of the pair (lo < hi) among `k` models.
@@ -211,18 +177,22 @@ impl PairCounts {
         if n_models > u32::MAX as usize {
             return Err(invalid!("n_models {n_models} exceeds 2^32 - 1"));
         }
-        if bt.weight.is_none() && n_models <= SQUARE_MAX_MODELS && n <= u32::MAX as usize {
+        if bt.weight.is_none() && n_models <= BYTE_MAX_MODELS && n <= u32::MAX as usize {
             Self::dense_unweighted(n_models, bt)
         } else {
             Self::sorted(n_models, bt)
         }
     }
 
-    /// Count one part of the rows into a byte square; None when a row is
+    /// Count one part of the rows into a byte triangle; None when a row is
     /// bad (the caller then finds it, with its row number).
-    fn count_part(k: usize, bt: &Battles<'_>, rows: std::ops::Range<usize>) -> Option<ByteSquare> {
-        let mut sq = ByteSquare {
-            bytes: vec![0u8; 3 * k * k],
+    fn count_part(
+        k: usize,
+        bt: &Battles<'_>,
+        rows: std::ops::Range<usize>,
+    ) -> Option<ByteTriangle> {
+        let mut part = ByteTriangle {
+            bytes: vec![0u8; 3 * (k * k.saturating_sub(1) / 2)],
             spills: Vec::new(),
         };
         let (a, b, o) = (&bt.a[rows.clone()], &bt.b[rows.clone()], &bt.outcome[rows]);
@@ -231,27 +201,31 @@ impl PairCounts {
             if a >= k || b >= k || a == b || o > TIE {
                 return None;
             }
-            // Ordered pair and raw outcome: no orientation work per row.
-            let at = (a * k + b) * 3 + o as usize;
-            let (v, carry) = sq.bytes[at].overflowing_add(1);
-            sq.bytes[at] = v;
+            // Oriented without branches: when a > b the win slots swap
+            // (0 <-> 1) and a tie (2, whose bit 1 is set) stays.
+            let (lo, hi) = (a.min(b), a.max(b));
+            let swap = u8::from(a > b);
+            let slot = o ^ (swap & (1 ^ (o >> 1)));
+            let at = 3 * tri(k, lo, hi) + slot as usize;
+            let (v, carry) = part.bytes[at].overflowing_add(1);
+            part.bytes[at] = v;
             if carry {
-                sq.spills.push(at as u32);
+                part.spills.push(at as u32);
             }
         }
-        Some(sq)
+        Some(part)
     }
 
     fn dense_unweighted(k: usize, bt: &Battles<'_>) -> Result<Self> {
         let n = bt.a.len();
         let parts = rayon::current_num_threads().clamp(1, 1 + n / 262_144);
         let size = n.div_ceil(parts).max(1);
-        let squares: Vec<ByteSquare> = (0..parts)
+        let triangles: Vec<ByteTriangle> = (0..parts)
             .into_par_iter()
             .map(|p| {
                 let rows = (p * size).min(n)..((p + 1) * size).min(n);
                 match Self::count_part(k, bt, rows.clone()) {
-                    Some(sq) => Ok(sq),
+                    Some(part) => Ok(part),
                     None => {
                         for r in rows {
                             check_row(k, bt, r)?;
@@ -261,12 +235,14 @@ impl PairCounts {
                 }
             })
             .collect::<Result<_>>()?;
-        let tri_counts = fold_squares(k, &squares);
-        let mut cells = Vec::new();
+        let tri_counts = fold_triangles(k, &triangles);
+        drop(triangles);
+        let filled = tri_counts.chunks_exact(3).filter(|t| *t != [0; 3]).count();
+        let mut cells = Vec::with_capacity(filled);
+        let mut t = tri_counts.chunks_exact(3);
         for lo in 0..k {
-            let row = 3 * tri_start(k, lo);
             for hi in lo + 1..k {
-                let t = &tri_counts[row + 3 * (hi - lo - 1)..][..3];
+                let t = t.next().expect("one entry per pair");
                 if t != [0; 3] {
                     let c = [u64::from(t[0]), u64::from(t[1]), u64::from(t[2])];
                     cells.push(Cell {

@@ -186,36 +186,45 @@ fn validate(k: usize, opts: &FitOptions) -> Result<()> {
     Ok(())
 }
 
+/// Cells from which [`effective`] converts in parallel (a bootstrap round's
+/// few thousand cells stay on their own thread).
+const EFFECTIVE_PAR_FROM: usize = 1 << 16;
+
+fn effective_cell(c: &Cell, ties: Ties) -> EffCell {
+    let (i, j) = (c.i as usize, c.j as usize);
+    match ties {
+        Ties::Half => EffCell {
+            i,
+            j,
+            wi: c.w[0] + 0.5 * c.w[2],
+            wj: c.w[1] + 0.5 * c.w[2],
+            t: 0.0,
+        },
+        Ties::Drop => EffCell {
+            i,
+            j,
+            wi: c.w[0],
+            wj: c.w[1],
+            t: 0.0,
+        },
+        _ => EffCell {
+            i,
+            j,
+            wi: c.w[0],
+            wj: c.w[1],
+            t: c.w[2],
+        },
+    }
+}
+
+/// Cells under the tie convention (a map cell by cell: the same result on
+/// any number of threads).
 fn effective(cells: &[Cell], ties: Ties) -> Vec<EffCell> {
-    cells
-        .iter()
-        .map(|c| {
-            let (i, j) = (c.i as usize, c.j as usize);
-            match ties {
-                Ties::Half => EffCell {
-                    i,
-                    j,
-                    wi: c.w[0] + 0.5 * c.w[2],
-                    wj: c.w[1] + 0.5 * c.w[2],
-                    t: 0.0,
-                },
-                Ties::Drop => EffCell {
-                    i,
-                    j,
-                    wi: c.w[0],
-                    wj: c.w[1],
-                    t: 0.0,
-                },
-                _ => EffCell {
-                    i,
-                    j,
-                    wi: c.w[0],
-                    wj: c.w[1],
-                    t: c.w[2],
-                },
-            }
-        })
-        .collect()
+    if cells.len() < EFFECTIVE_PAR_FROM {
+        cells.iter().map(|c| effective_cell(c, ties)).collect()
+    } else {
+        cells.par_iter().map(|c| effective_cell(c, ties)).collect()
+    }
 }
 
 /// Graph structure shared by the fit and each bootstrap round.
@@ -277,10 +286,8 @@ pub(crate) fn fit_from(
     let eff_all = effective(&counts.cells, opts.ties);
     let st = structure(k, &eff_all, opts.alpha);
     // Only cells inside one block inform the (extended) MLE.
-    let cells: Vec<EffCell> = eff_all
-        .into_iter()
-        .filter(|c| c.total() > 0.0 && st.block[c.i] == st.block[c.j])
-        .collect();
+    let mut cells = eff_all;
+    cells.retain(|c| c.total() > 0.0 && st.block[c.i] == st.block[c.j]);
     let tie_w: f64 = cells.iter().map(|c| c.t).sum();
     let win_w: f64 = cells.iter().map(|c| c.wi + c.wj).sum();
     let mut ties = opts.ties;

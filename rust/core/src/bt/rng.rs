@@ -19,12 +19,12 @@
 //!
 //! The means `n_c` are integers fixed for the whole bootstrap, so each
 //! distinct mean up to 256 gets its Poisson CDF tabulated once and a draw is
-//! one uniform and a binary search (inversion). Larger means use PTRS, the
-//! transformed rejection with squeeze of Hörmann (1993, "The transformed
-//! rejection method for generating Poisson random variables", Insurance:
-//! Mathematics and Economics 12), whose acceptance test compares against the
-//! exact log-pmf. Uniform integers come from Lemire's (2019) multiply-shift
-//! with rejection, so they are exactly uniform.
+//! one uniform and a guided search (inversion, see [`Cdf`]). Larger means
+//! use PTRS, the transformed rejection with squeeze of Hörmann (1993, "The
+//! transformed rejection method for generating Poisson random variables",
+//! Insurance: Mathematics and Economics 12), whose acceptance test compares
+//! against the exact log-pmf. Uniform integers come from Lemire's (2019)
+//! multiply-shift with rejection, so they are exactly uniform.
 //!
 //! Rejected: a categorical draw per battle costs O(N) per round, against
 //! O(cells + √N) here; the chain of conditional binomials
@@ -210,17 +210,69 @@ fn poisson_cdf(lam: u64) -> Vec<f64> {
     cdf
 }
 
+/// A tabulated Poisson CDF with its guide table (Chen & Asau 1974): entry
+/// `j` of `guide` is a lower bound of the draw for every uniform `u` that
+/// scales into bucket `j` (`⌊u·g⌋ = j`, `g` buckets, twice the table's
+/// length), so inversion starts there and almost always ends after one
+/// branch-free step, instead of bisecting the table (the bisection's chain
+/// of dependent loads was a third of a bootstrap round). The draw is the
+/// same `k` as by bisection, bit for bit.
+pub(crate) struct Cdf {
+    /// `F(0), F(1), …` then a sentinel 2.0 above every uniform.
+    f: Vec<f64>,
+    guide: Vec<u16>,
+}
+
+impl Cdf {
+    pub(crate) fn new(lam: u64) -> Self {
+        let mut f = poisson_cdf(lam);
+        let len = f.len();
+        let g = 2 * len;
+        let guide = (0..g)
+            .map(|j| {
+                // Every u with ⌊u·g⌋ = j exceeds (j − 1)/g, even after the
+                // rounding of u·g: a safe (if slightly low) start.
+                let t = (j as f64 - 1.0) / g as f64;
+                f.partition_point(|&v| v <= t) as u16
+            })
+            .collect();
+        f.push(2.0);
+        Self { f, guide }
+    }
+
+    /// Entries of the CDF (without the sentinel).
+    fn len(&self) -> usize {
+        self.f.len() - 1
+    }
+
+    /// The smallest `k` with `F(k) > u` (the table's length when `u` lies
+    /// past its end): `partition_point`, started from the guide.
+    fn invert(&self, u: f64) -> usize {
+        let g = self.guide.len();
+        let j = ((u * g as f64) as usize).min(g - 1);
+        let mut k = usize::from(self.guide[j]);
+        // One step without a branch, then (rarely) more; the sentinel ends
+        // every scan.
+        k += usize::from(self.f[k] <= u);
+        while self.f[k] <= u {
+            k += 1;
+        }
+        k
+    }
+}
+
 /// A Poisson draw by inversion of a tabulated CDF; past the table's end
 /// (a tail below 1e-18) the pmf is summed on.
-fn poisson_from_cdf(rng: &mut Xoshiro256pp, lam: u64, cdf: &[f64]) -> u64 {
+fn poisson_from_cdf(rng: &mut Xoshiro256pp, lam: u64, cdf: &Cdf) -> u64 {
+    let f = &cdf.f[..cdf.len()];
     loop {
         let u = rng.uniform();
-        let k = cdf.partition_point(|&f| f <= u);
-        if k < cdf.len() {
+        let k = cdf.invert(u);
+        if k < f.len() {
             return k as u64;
         }
-        let mut acc = cdf[cdf.len() - 1];
-        for k in cdf.len()..cdf.len() + 64 {
+        let mut acc = f[f.len() - 1];
+        for k in f.len()..f.len() + 64 {
             acc += poisson_ln_pmf(lam as f64, k as f64).exp();
             if u < acc {
                 return k as u64;
@@ -285,7 +337,7 @@ pub(crate) struct Redraw {
     total: u64,
     /// Per cell: index into `cdfs`, or `u32::MAX` (zero or large mean).
     law: Vec<u32>,
-    cdfs: Vec<Vec<f64>>,
+    cdfs: Vec<Cdf>,
 }
 
 impl Redraw {
@@ -301,7 +353,7 @@ impl Redraw {
                 let s = &mut slot[c as usize];
                 if *s == u32::MAX {
                     *s = cdfs.len() as u32;
-                    cdfs.push(poisson_cdf(c));
+                    cdfs.push(Cdf::new(c));
                 }
                 *s
             })
@@ -418,7 +470,7 @@ mod tests {
         // Tabulated CDFs (means up to 256) and PTRS (above).
         for (i, &lam) in [1u64, 3, 40, 256, 300, 5000].iter().enumerate() {
             let mut rng = Xoshiro256pp::for_round(11 + i as u64, 0);
-            let cdf = poisson_cdf(lam);
+            let cdf = Cdf::new(lam);
             let draws: Vec<u64> = (0..100_000)
                 .map(|_| {
                     if lam <= TABLE_MAX_MEAN {
@@ -432,6 +484,36 @@ mod tests {
             let pmf = |k: u64| poisson_ln_pmf(lam as f64, k as f64).exp();
             let (stat, df) = chi_square(&draws, pmf, top);
             assert!(stat < limit(df), "lam={lam}: chi2 {stat:.1} on {df} df");
+        }
+    }
+
+    #[test]
+    fn guided_inversion_matches_bisection() {
+        // Every bucket edge and its neighbouring floats, CDF values and their
+        // neighbours, and random uniforms: the guide must never start past
+        // the answer, so both searches give the same k.
+        // Neighbouring floats of a positive value, without f64::next_up
+        // (newer than the crate's minimum Rust).
+        let around = |v: f64| {
+            let b = v.to_bits();
+            [v, f64::from_bits(b - 1), f64::from_bits(b + 1)]
+        };
+        for lam in [1u64, 2, 7, 40, 67, 256] {
+            let cdf = Cdf::new(lam);
+            let g = cdf.guide.len();
+            let mut us: Vec<f64> = Vec::new();
+            for j in 0..=g {
+                us.extend(around((j as f64 / g as f64).max(1e-300)));
+            }
+            for &v in &cdf.f[..cdf.len()] {
+                us.extend(around(v));
+            }
+            let mut rng = Xoshiro256pp::for_round(lam, 9);
+            us.extend((0..20_000).map(|_| rng.uniform()));
+            for u in us.into_iter().filter(|u| *u > 0.0 && *u < 1.0) {
+                let want = cdf.f[..cdf.len()].partition_point(|&v| v <= u);
+                assert_eq!(cdf.invert(u), want, "lam {lam}, u {u:e}");
+            }
         }
     }
 
