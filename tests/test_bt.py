@@ -269,11 +269,20 @@ def test_renaming_swapping_reordering_change_nothing(case):
 
 
 def test_no_input_makes_a_panic_reach_python():
+    from rlhf_diag import _core
+
+    # The core checks its own input (the Python layer checks first).
     with pytest.raises(InputError, match="row 1"):
+        _core.bt_leaderboard(
+            np.array([0, 1], np.uint32), np.array([1, 5], np.uint32),
+            np.array([0, 0], np.uint8), None, 2, "half", 0.0, None, 1e-12, 100,
+            True, 0, 0, 0.95, None,
+        )
+    with pytest.raises(InputError, match=r"model_b\[1\] = 5 is out of range"):
         fit_battle_arrays(
             np.array([0, 1]), np.array([1, 5]), np.array([0, 0]), models=["a", "b"]
         )
-    with pytest.raises(InputError, match="outcome code 7"):
+    with pytest.raises(InputError, match=r"outcome\[0\] = 7"):
         fit_battle_arrays(
             np.array([0]), np.array([1]), np.array([7]), models=["a", "b"]
         )

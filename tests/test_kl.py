@@ -576,7 +576,7 @@ def test_result_objects_render():
     json.dumps(d)
     frame = est.to_polars()
     assert frame.columns[:6] == ["k1", "k2", "k3", "abs", "mse", "n_tokens"]
-    assert "k3" in est.summary() and "<pre>" in est._repr_html_()
+    assert "k3" in est.summary() and "<table>" in est._repr_html_()
     assert "objective" in kl.kl_objective(est, 0.1).summary()
 
 
@@ -774,7 +774,8 @@ def test_cli_errors_name_options(tmp_path, capsys, argv, option):
     path = sk.write_rollouts(df, tmp_path / "r.jsonl")
     assert main(["kl", str(path), *argv]) == 2
     cap = capsys.readouterr()
-    assert cap.err.startswith(f"error: {option}")
+    # Warnings about the data may come first; the error is the last line.
+    assert cap.err.strip().splitlines()[-1].startswith(f"error: {option}")
     assert cap.out == ""
     # Python parameter names (policy_col, n_jobs...) never reach the user.
     assert "_col" not in cap.err and "n_jobs" not in cap.err
@@ -814,3 +815,15 @@ def test_no_input_makes_the_core_panic(values, offsets, mask, lengths, vocab):
             call()
         except InputError:
             pass
+
+
+def test_sequences_without_selected_tokens_are_named(tmp_path, capsys):
+    """A sequence whose mask selects nothing has KL sum 0 and counts in the
+    mean: a warning names it (from a new user's trial, where it was silent)."""
+    df = sk.simulate_rollouts(6, 4, 5, seed=2)
+    masks = [[0] * len(m) if i in (1, 4) else list(m) for i, m in enumerate(df["mask"])]
+    df = df.with_columns(mask=pl.Series(masks))
+    path = sk.write_rollouts(df, tmp_path / "r.jsonl")
+    assert main(["kl", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "2 of 6 sequences have no selected tokens (sequence 1, 4)" in err

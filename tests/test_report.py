@@ -388,17 +388,93 @@ def test_notebooks_are_committed_without_outputs():
                 assert c["outputs"] == [] and c["execution_count"] is None, path.name
 
 
-def test_audit_walkthrough_executes(shared_data, monkeypatch, tmp_path):
+# Every walkthrough, what it must leave in $RLHF_DIAG_OUT (if anything).
+WALKTHROUGHS = {
+    "audit_walkthrough.ipynb": ["helpful-base-audit.html"],
+    "leaderboard_walkthrough.ipynb": [],
+    "kl_walkthrough.ipynb": [],
+    "sycophancy_walkthrough.ipynb": [],
+}
+
+
+def test_every_notebook_is_executed_by_the_suite():
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted(WALKTHROUGHS)
+
+
+def _first_line(cell) -> str:
+    lines = [ln for ln in cell.source.splitlines() if ln.strip()]
+    return lines[0] if lines else "(empty)"
+
+
+def _execute(path: Path):
+    """Run a notebook in a fresh kernel with its folder as working directory.
+    Returns the executed notebook and None, or a message naming the notebook,
+    the cell (index and first line) and the error."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(path, as_version=4)
+    current = {"index": None}
+
+    def started(cell, cell_index, **_):
+        current["index"] = cell_index
+
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        on_cell_execute=started,
+    )
+    try:
+        client.execute()
+    except Exception as exc:  # CellExecutionError, timeout, dead kernel
+        i = current["index"]
+        where = "before any cell ran" if i is None else (
+            f"cell {i} (starting {_first_line(nb.cells[i])!r})"
+        )
+        errors = [] if i is None else [
+            o for o in nb.cells[i].get("outputs", []) if o.get("output_type") == "error"
+        ]
+        what = (
+            f"{errors[0]['ename']}: {errors[0]['evalue']}" if errors
+            else f"{type(exc).__name__}: {str(exc)[-500:]}"
+        )
+        return nb, f"{path.parent.name}/{path.name} failed in {where}: {what}"
+    return nb, None
+
+
+def test_notebook_failure_names_the_notebook_and_cell(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# title"),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("# divide\ny = x / 0"),
+        nbformat.v4.new_code_cell("z = 2"),
+    ]
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, path)
+    _, msg = _execute(path)
+    assert msg == (
+        f"{tmp_path.name}/broken.ipynb failed in cell 2 (starting '# divide'): "
+        "ZeroDivisionError: division by zero"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(WALKTHROUGHS))
+def test_walkthrough_notebook_executes(name, shared_data, monkeypatch, tmp_path):
+    """Run the notebook as a new user would (fresh kernel, cwd notebooks/);
+    a failure names the notebook, the cell and the error."""
     monkeypatch.setenv("RLHF_DIAG_DATA", str(shared_data))
     monkeypatch.setenv("RLHF_DIAG_OUT", str(tmp_path))
-    nb = nbformat.read(NOTEBOOKS / "audit_walkthrough.ipynb", as_version=4)
-    nbclient.NotebookClient(
-        nb, timeout=120, kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
-    ).execute()
-    errors = [o for c in nb.cells for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
-    assert not errors
-    assert (tmp_path / "helpful-base-audit.html").is_file()
+    monkeypatch.delenv("RLHF_DIAG_NOTEBOOK_HEAVY", raising=False)
+    nb, failure = _execute(NOTEBOOKS / name)
+    if failure:
+        pytest.fail(failure, pytrace=False)
+    ran = [c for c in nb.cells if c.cell_type == "code"]
+    assert ran and all(c.execution_count for c in ran), f"{name}: a cell did not run"
+    shown = [o for c in ran for o in c.outputs
+             if o.get("output_type") in ("execute_result", "display_data")]
+    assert any("text/html" in o.get("data", {}) for o in shown), (
+        f"{name}: no rich (HTML) output; result objects should be displayed"
+    )
+    for out in WALKTHROUGHS[name]:
+        assert (tmp_path / out).is_file(), f"{name} did not write {out}"

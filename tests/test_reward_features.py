@@ -66,7 +66,7 @@ def test_numeric_columns_match_a_direct_mle_and_recover_the_truth(tmp_path):
 def test_pairs_with_missing_values_are_counted_and_named(tmp_path):
     path = tmp_path / "scored.parquet"
     _scored_pairs(path, n=500, nulls=(3, 10, 11))
-    with pytest.warns(DataQualityWarning, match=r"3 pairs skipped.*rows 3, 10, 11"):
+    with pytest.warns(DataQualityWarning, match=r"3 pair\(s\) skipped.*rows 3, 10, 11"):
         m = feature_reward_model(path, numeric=["score_chosen:score_rejected"], style=False)
     assert m.n_pairs == 497
     assert m.skipped[0]["count"] == 3 and m.skipped[0]["rows"] == [3, 10, 11]
@@ -78,7 +78,7 @@ def test_bad_numeric_columns_are_refused_by_name(tmp_path):
     _scored_pairs(path, n=50)
     with pytest.raises(InputError, match=r"no column 'nope'; other columns: score_chosen"):
         feature_reward_model(path, numeric=["nope"])
-    with pytest.raises(InputError, match=r"column 'chosen' is String, not numeric \(row 0"):
+    with pytest.raises(InputError, match=r"column 'chosen' is not numeric: row 0 holds 'short'"):
         feature_reward_model(path, numeric=["chosen:score_rejected"])
     with pytest.raises(InputError, match="expected 'CHOSEN_COL:REJECTED_COL'"):
         feature_reward_model(path, numeric=["a:b:c"])
@@ -91,7 +91,7 @@ def test_cli_reward_on_hh_matches_the_audit_style_model(shared_data, tmp_path, c
     out = tmp_path / "r.json"
     assert main(["reward", str(src), "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "2354 pairs kept" in printed and "never differ, left out: bold" in printed
+    assert "2354 pairs loaded" in printed and "never differ, left out: bold" in printed
     d = json.loads(out.read_text())
     # The same figure as the audit's style-only 5-fold accuracy (test_audit).
     assert d["cv"]["accuracy"] == pytest.approx(0.6166, abs=5e-5)
@@ -122,3 +122,38 @@ def test_minilm_reward_model_accuracy_on_helpful_base(shared_data):
     )
     assert m.n_pairs == 2354
     assert m.cv["accuracy"] == pytest.approx(0.586, abs=0.0015)
+
+
+def test_numeric_edge_cases_from_a_new_users_trial(tmp_path):
+    n = 200
+    rng = np.random.default_rng(1)
+    d = rng.normal(size=n) + 0.5
+    text = ["1.5"] * n
+    text[7] = "abc"
+    nan_text = [f"{v}" for v in d]
+    nan_text[150] = "nan"
+    pl.DataFrame({
+        "prompt": ["q"] * n, "chosen": ["a b"] * n, "rejected": ["b"] * n,
+        "big": d * 1e300, "txt": text, "nan_txt": nan_text, "chars": d,
+    }).write_csv(tmp_path / "p.csv")
+    path = tmp_path / "p.csv"
+    # Values near the float range: the scale is finite and the fit is the
+    # same as on the values divided by 1e300.
+    big = feature_reward_model(path, numeric=["big"], style=False)
+    small = feature_reward_model(path, numeric=["chars"], style=False)
+    assert np.isfinite(big.scales[0]) and big.scales[0] == pytest.approx(small.scales[0] * 1e300)
+    assert big.fit.coef_[0] == pytest.approx(small.fit.coef_[0], rel=1e-9)
+    # A text cell that is not a number is named by its row; "nan" text is a
+    # missing value, skipped and counted.
+    with pytest.raises(InputError, match=r"column 'txt' is not numeric: row 7 holds 'abc'"):
+        feature_reward_model(path, numeric=["txt"], style=False)
+    with pytest.warns(DataQualityWarning, match=r"1 pair\(s\) skipped.*rows 150"):
+        m = feature_reward_model(path, numeric=["nan_txt"], style=False)
+    assert m.n_pairs == n - 1
+    # A numeric column named like a style feature clashes by name.
+    with pytest.raises(InputError, match="feature 'chars' appears twice"):
+        feature_reward_model(path, numeric=["chars"])
+    # Fewer pairs than folds: the fit stands, the evaluation is refused.
+    pl.read_csv(path).head(3).write_csv(tmp_path / "three.csv")
+    m3 = feature_reward_model(tmp_path / "three.csv", numeric=["chars"], style=False)
+    assert m3.cv["accuracy"] is None and "3 pair(s): too few for 5-fold" in m3.cv["undefined"]

@@ -9,6 +9,7 @@ rows: a key first seen on row 120 of a JSONL file survives. Compressed input
 from __future__ import annotations
 
 import gzip
+import zlib
 import io
 import logging
 from pathlib import Path
@@ -57,7 +58,7 @@ def read_bytes(path: Path) -> bytes:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataFormatError(f"{path}: corrupt gzip data ({exc})") from None
     return raw
 

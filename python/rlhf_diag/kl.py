@@ -25,7 +25,7 @@ rounding), inside the mask with the sequence and position.
 
 from __future__ import annotations
 
-import gzip
+import html
 import json
 import logging
 import math
@@ -46,7 +46,7 @@ from rlhf_diag.exceptions import (
     InputError,
     UndefinedStatisticError,
 )
-from rlhf_diag.io import detect_table_format, read_table
+from rlhf_diag.io import detect_table_format, read_bytes, read_table
 
 log = logging.getLogger("rlhf_diag")
 
@@ -451,10 +451,27 @@ class KLEstimates:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        return f"<pre>{self.summary()}</pre>"
+        """The report page (histograms, summary) as a notebook fragment."""
+        from rlhf_diag.report import build_page
+
+        return build_page(self).fragment()
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def _warn_empty_sequences(est: KLEstimates, stacklevel: int) -> None:
+    empty = np.flatnonzero(est.n_tokens == 0)
+    if len(empty):
+        first = ", ".join(str(int(i)) for i in empty[:5])
+        warnings.warn(
+            f"{len(empty)} of {est.n_seqs} sequences have no selected tokens "
+            f"(sequence {first}{', ...' if len(empty) > 5 else ''}): their KL "
+            f"sums are 0 and count in the per-sequence mean; their per-token "
+            f"mean is undefined",
+            DataQualityWarning,
+            stacklevel=stacklevel + 1,
+        )
 
 
 def _warn_negative_k1(est: KLEstimates, stacklevel: int) -> None:
@@ -538,6 +555,7 @@ def _estimate(
         step=_optional_column(extras.get("step"), n, names.get("step", "step")),
         group=_optional_column(extras.get("group"), n, names.get("group", "group")),
     )
+    _warn_empty_sequences(est, stacklevel + 1)
     _warn_negative_k1(est, stacklevel + 1)
     return est
 
@@ -691,19 +709,6 @@ def estimate_kl_frame(
 # --------------------------------------------------------------------------
 
 
-def _file_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataFormatError(f"{path}: cannot read file ({exc})") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataFormatError(f"{path}: corrupt gzip data ({exc})") from None
-    return raw
-
-
 def _first_bad_line(raw: bytes, path: Path) -> DataFormatError | None:
     """The first line Python's json cannot read as an object, named by number."""
     for number, line in enumerate(raw.split(b"\n"), start=1):
@@ -796,7 +801,7 @@ def read_rollouts(path: str | Path, format: str | None = None) -> pl.DataFrame:
         if fmt not in ("jsonl", "json") or not path.is_file():
             raise
     log.info("%s: strict JSON failed; reading with NaN / Infinity allowed", path)
-    raw = _file_bytes(path)
+    raw = read_bytes(path)
     if fmt == "json" and raw.lstrip()[:1] == b"[":
         return _read_json_array(raw, path)
     return _read_json_lines(raw, path)
@@ -1198,7 +1203,8 @@ class RewardKLCurve:
         return head + "\n" + str(self.table)
 
     def _repr_html_(self) -> str:
-        return f"<pre>{self.summary()}</pre>"
+        # Levels come from the data (checkpoint names): escaped.
+        return f"<pre>{html.escape(self.summary())}</pre>"
 
 
 def reward_kl_curve(

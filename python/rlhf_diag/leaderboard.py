@@ -16,10 +16,11 @@ Kupper (1967), JASA 62. Ford (1957), Amer. Math. Monthly 64. Chiang et al.
 
 from __future__ import annotations
 
-import html
 import logging
 import math
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ __all__ = [
     "fit_leaderboard",
     "fit_style_controlled",
     "normalise_battles",
+    "option_names",
     "style_covariates",
 ]
 
@@ -76,10 +78,100 @@ _SIDE_COLUMNS = [("model_a", "model_b"), ("left", "right")]
 _TIES = ("half", "drop", "davidson", "rao-kupper")
 _STANDING = {0: "ok", 1: "+inf", 2: "-inf", 3: "undefined"}
 _MAX_ROWS_SHOWN = 5
+# How the built-in labels are shown in messages, by outcome.
+_LABEL_SHOWN = {
+    A_WINS: ("model_a", "a", "left"),
+    B_WINS: ("model_b", "b", "right"),
+    TIE: ("tie", "draw", "tie (bothbad)"),
+}
+_MEANING = {A_WINS: "side a wins", B_WINS: "side b wins", TIE: "a tie"}
+
+# ------------------------------------------------------------ option names
+# Messages name the options the caller used: Python keywords by default, the
+# command line's flags inside ``option_names(CLI_OPTION_NAMES)``.
+_PY_OPTION_NAMES = {
+    "sides": "model_a= / model_b=",
+    "winner": "winner=",
+    "weight": "weight=",
+    "labels": "labels={RAW: 'model_a' | 'model_b' | 'tie'}",
+    "ties": "ties",
+    "alpha": "alpha",
+    "bootstrap": "bootstrap",
+    "level": "level",
+    "components": "components",
+    "separate": "components='separate'",
+    "anchor": "anchor",
+    "scale": "scale",
+    "n_jobs": "n_jobs",
+    "style": "style=",
+    "style_text": "style_text=",
+}
+#: The command line's names for the same options (``rlhf-diag leaderboard``).
+CLI_OPTION_NAMES = {
+    "sides": "--model-a-col / --model-b-col",
+    "winner": "--winner-col",
+    "weight": "--weight-col",
+    "labels": "--label RAW=model_a|model_b|tie",
+    "ties": "--ties",
+    "alpha": "--alpha",
+    "bootstrap": "--bootstrap",
+    "level": "--level",
+    "components": "--components",
+    "separate": "--components separate",
+    "anchor": "--anchor",
+    "scale": "--scale",
+    "n_jobs": "--threads",
+    "style": "--style-cols",
+    "style_text": "--style-text",
+}
+_OPTION_NAMES: ContextVar[dict[str, str]] = ContextVar(
+    "rlhf_diag_leaderboard_option_names", default=_PY_OPTION_NAMES
+)
+
+
+@contextmanager
+def option_names(names: dict[str, str]):
+    """Within this block, error and warning messages name the options as in
+    ``names`` (e.g. :data:`CLI_OPTION_NAMES`) instead of Python keywords."""
+    token = _OPTION_NAMES.set({**_PY_OPTION_NAMES, **names})
+    try:
+        yield
+    finally:
+        _OPTION_NAMES.reset(token)
+
+
+def _opt(key: str) -> str:
+    return _OPTION_NAMES.get()[key]
+
+
+def _bad_option(key: str, value, expected: str) -> InputError:
+    name = _opt(key)
+    if name.startswith("--"):
+        return InputError(f"{name} {value}: {expected}")
+    return InputError(f"{name} = {value!r}: {expected}")
+
+
+def _names(items, limit: int = 10) -> str:
+    """Up to ``limit`` names, then how many there are in all."""
+    items = [str(x) for x in items]
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f", ... ({len(items)} in all)"
 
 
 def _norm_label(value: str) -> str:
     return "".join(value.split()).lower()
+
+
+def _expected_labels(labels: dict[str, str] | None) -> str:
+    """Every accepted winner label, grouped by meaning."""
+    extra: dict[int, list[str]] = {A_WINS: [], B_WINS: [], TIE: []}
+    for raw, meaning in (labels or {}).items():
+        extra[_CANONICAL[_norm_label(str(meaning))]].append(str(raw))
+    return "; ".join(
+        f"{', '.join(list(_LABEL_SHOWN[c]) + extra[c])} ({_MEANING[c]})"
+        for c in (A_WINS, B_WINS, TIE)
+    )
 
 
 @dataclass(frozen=True)
@@ -101,6 +193,12 @@ class BattleArrays:
         Rows dropped because both sides were the same model.
     self_battle_rows
         The first of those rows (0-based row numbers of the input).
+    n_zero_weight, zero_weight_rows
+        Rows dropped because their weight was 0, and the first of them.
+    rows
+        The input row of each battle kept (None when every row was kept).
+    unrated
+        Models that only appear in dropped zero-weight rows.
     """
 
     models: list[str]
@@ -110,6 +208,10 @@ class BattleArrays:
     weight: np.ndarray | None = None
     n_self_battles: int = 0
     self_battle_rows: list[int] = field(default_factory=list)
+    n_zero_weight: int = 0
+    zero_weight_rows: list[int] = field(default_factory=list)
+    rows: np.ndarray | None = None
+    unrated: list[str] = field(default_factory=list)
 
 
 def _rows_of(mask: pl.Series) -> list[int]:
@@ -127,7 +229,7 @@ def _pick_side_columns(frame: pl.DataFrame, model_a: str, model_b: str):
     missing = [c for c in (model_a, model_b) if c not in frame.columns]
     raise InputError(
         f"missing column(s) {missing}; the data have {frame.columns} "
-        "(name the sides with model_a= / model_b=)"
+        f"(name the sides with {_opt('sides')}; one row per battle expected)"
     )
 
 
@@ -138,7 +240,7 @@ def _label_map(labels: dict[str, str] | None) -> dict[str, int]:
         if key not in _CANONICAL:
             raise InputError(
                 f"winner label {raw!r} mapped to {meaning!r}; "
-                "expected model_a, model_b or tie"
+                f"expected model_a, model_b or tie ({_opt('labels')})"
             )
         table[_norm_label(str(raw))] = _CANONICAL[key]
     return table
@@ -160,8 +262,8 @@ def _outcomes(column: pl.Series, labels: dict[str, str] | None) -> np.ndarray:
         raise InputError(
             f"unknown winner label(s) in column {column.name!r}: "
             + "; ".join(parts)
-            + "; expected model_a, model_b, tie or tie (bothbad)"
-            " (map others with labels=)"
+            + f". Accepted (case and white space ignored): {_expected_labels(labels)}"
+            f". Map others with {_opt('labels')}"
         )
     return codes.to_numpy().astype(np.uint8)
 
@@ -171,7 +273,8 @@ def _weights(frame: pl.DataFrame, weight: str | None) -> np.ndarray | None:
         return None
     if weight not in frame.columns:
         raise InputError(
-            f"missing weight column {weight!r}; the data have {frame.columns}"
+            f"missing weight column {weight!r} ({_opt('weight')}); the data have "
+            f"{frame.columns}"
         )
     try:
         w = frame[weight].cast(pl.Float64)
@@ -179,9 +282,11 @@ def _weights(frame: pl.DataFrame, weight: str | None) -> np.ndarray | None:
         raise InputError(f"weight column {weight!r} is not numeric ({exc})") from None
     bad = w.is_null() | w.is_nan() | w.is_infinite() | (w < 0)
     if bad.any():
+        first = int(bad.arg_true()[0])
         raise InputError(
             f"weight column {weight!r}: missing, negative or non-finite values at "
-            f"rows {_rows_of(bad)}"
+            f"rows {_rows_of(bad)} ({int(bad.sum())} in all; row {first} holds "
+            f"{w[first]!r}); weights must be finite and >= 0"
         )
     return w.to_numpy().astype(np.float64)
 
@@ -228,7 +333,8 @@ def normalise_battles(
     col_a, col_b = _pick_side_columns(frame, model_a, model_b)
     if winner not in frame.columns:
         raise InputError(
-            f"missing winner column {winner!r}; the data have {frame.columns}"
+            f"missing winner column {winner!r} ({_opt('winner')}); the data have "
+            f"{frame.columns}"
         )
     side_a = frame[col_a].cast(pl.Utf8)
     side_b = frame[col_b].cast(pl.Utf8)
@@ -240,36 +346,55 @@ def normalise_battles(
             )
     outcome = _outcomes(frame[winner], labels)
     w = _weights(frame, weight)
-    same = side_a == side_b
+    same = (side_a == side_b).to_numpy()
     n_self = int(same.sum())
-    self_rows = _rows_of(same)
-    if n_self:
-        keep = (~same).to_numpy()
-        side_a, side_b, outcome = (
-            side_a.filter(~same),
-            side_b.filter(~same),
-            outcome[keep],
+    self_rows = np.flatnonzero(same)[:_MAX_ROWS_SHOWN].tolist()
+    zero = np.zeros(len(same), bool) if w is None else (w == 0) & ~same
+    if w is not None and (~same).any() and zero.sum() == (~same).sum():
+        raise InputError(
+            f"all {int((~same).sum())} weights in column {weight!r} are zero"
+            + (" (self-battles aside)" if n_self else "")
+            + ": nothing to fit"
         )
+    drop = same | zero
+    rows = None
+    unrated: list[str] = []
+    if drop.any():
+        keep = ~drop
+        rows = np.flatnonzero(keep)
+        if zero.any():
+            seen = set(side_a.filter(keep).to_list()) | set(side_b.filter(keep).to_list())
+            only = pl.concat([side_a.filter(zero), side_b.filter(zero)]).unique().sort()
+            unrated = [m for m in only.to_list() if m not in seen]
+        side_a, side_b = side_a.filter(keep), side_b.filter(keep)
+        outcome = outcome[keep]
         w = None if w is None else w[keep]
     models = pl.concat([side_a, side_b]).unique().sort().to_list()
     index = {m: i for i, m in enumerate(models)}
     a = side_a.replace_strict(index, return_dtype=pl.UInt32).to_numpy()
     b = side_b.replace_strict(index, return_dtype=pl.UInt32).to_numpy()
-    return BattleArrays(models, a, b, outcome, w, n_self, self_rows)
+    return BattleArrays(
+        models,
+        a,
+        b,
+        outcome,
+        w,
+        n_self,
+        self_rows,
+        n_zero_weight=int(zero.sum()),
+        zero_weight_rows=np.flatnonzero(zero)[:_MAX_ROWS_SHOWN].tolist(),
+        rows=rows,
+        unrated=unrated,
+    )
 
 
 def _scale_params(scale: str, anchor: tuple[str, float] | None) -> tuple[float, float]:
     if scale not in ("elo", "log"):
-        raise InputError(f"scale = {scale!r}: expected 'elo' or 'log'")
+        raise _bad_option("scale", scale, "expected 'elo' or 'log'")
     factor = ELO_FACTOR if scale == "elo" else 1.0
     if anchor is not None:
         return factor, float(anchor[1])
     return factor, ELO_BASE if scale == "elo" else 0.0
-
-
-def _none_if_not_finite(x: float) -> float | None:
-    v = float(x)
-    return v if math.isfinite(v) else None
 
 
 @dataclass(frozen=True)
@@ -281,7 +406,7 @@ class Leaderboard:
     models
         Model names, in input order (sorted names when read from a table).
     rows
-        One dict per model, sorted by rank: ``model``, ``theta`` (natural
+        One dict per model, sorted by component, then rank: ``model``, ``theta`` (natural
         log-strength), ``rating`` (on ``scale``), ``se``, ``ci_low``,
         ``ci_high`` (on ``scale``), ``rank``, ``rank_ub``, ``n_battles``,
         ``wins``, ``losses``, ``ties``, ``win_rate``, ``component``,
@@ -339,6 +464,7 @@ class Leaderboard:
     bootstrap_draws_: np.ndarray | None = field(repr=False, default=None)
     bootstrap_defined_: np.ndarray | None = field(repr=False, default=None)
     style: list[dict[str, Any]] | None = None
+    style_dropped: list[str] | None = None
 
     # ----------------------------------------------------------- queries
     def _index(self, model: str) -> int:
@@ -391,18 +517,19 @@ class Leaderboard:
         th[self.standing_ == 1] = np.inf
         th[self.standing_ == 2] = -np.inf
         ok = self.standing_ != 3
-        d = th[:, None] - th[None, :]
+        # inf - inf (two models at the same end) is NaN and left out below.
         with np.errstate(invalid="ignore", over="ignore"):
+            d = th[:, None] - th[None, :]
             p = _expected_score(d, self.ties, self.tie_param)
         same = self.component_[:, None] == self.component_[None, :]
         valid = same & ok[:, None] & ok[None, :] & np.isfinite(p)
         np.fill_diagonal(valid, False)
-        cols = {"model": self.models}
-        for j, m in enumerate(self.models):
-            cols[m] = [
-                float(p[i, j]) if valid[i, j] else None for i in range(len(self.models))
-            ]
-        return pl.DataFrame(cols, schema_overrides={m: pl.Float64 for m in self.models})
+        p = np.where(valid, p, np.nan).astype(np.float64)
+        cols = [pl.Series("model", self.models, dtype=pl.Utf8)]
+        cols += [
+            pl.Series(m, p[:, j], nan_to_null=True) for j, m in enumerate(self.models)
+        ]
+        return pl.DataFrame(cols)
 
     # ------------------------------------------------------------ views
     def to_dict(self) -> dict[str, Any]:
@@ -426,14 +553,17 @@ class Leaderboard:
             "seed": self.seed,
             "warnings": list(self.warnings),
             **(
-                {"style": [dict(x) for x in self.style]}
+                {
+                    "style": [dict(x) for x in self.style],
+                    "style_dropped_no_variation": list(self.style_dropped or []),
+                }
                 if self.style is not None
                 else {}
             ),
         }
 
     def to_polars(self) -> pl.DataFrame:
-        """One row per model, sorted by rank."""
+        """One row per model, sorted by component, then rank."""
         schema = {
             "model": pl.Utf8,
             "theta": pl.Float64,
@@ -472,15 +602,19 @@ class Leaderboard:
         )
 
     def summary(self) -> str:
-        """The leaderboard as plain text."""
+        """The leaderboard as plain text (with a component column when the
+        components were fitted separately)."""
+        split = len(self.component_) and int(np.max(self.component_)) > 0
         lines = [self._header(), ""]
         lines.append(
-            f"{'rank':>4} {'ub':>4}  {'model':<40} {'rating':>9} {'interval':>21} "
+            (f"{'comp':>4} " if split else "")
+            + f"{'rank':>4} {'ub':>4}  {'model':<40} {'rating':>9} {'interval':>21} "
             f"{'battles':>8} {'win%':>6}"
         )
         for r in self.rows:
             lines.append(
-                f"{_fmt_int(r['rank']):>4} {_fmt_int(r['rank_ub']):>4}  "
+                (f"{r['component']:>4} " if split else "")
+                + f"{_fmt_int(r['rank']):>4} {_fmt_int(r['rank_ub']):>4}  "
                 f"{r['model'][:40]:<40} {_fmt(r['rating'], r['status']):>9} "
                 f"{_fmt_ci(r):>21} {r['n_battles']:>8} "
                 f"{_fmt_pct(r['win_rate']):>6}"
@@ -491,6 +625,10 @@ class Leaderboard:
                 f"{self.level:.0%} interval "
                 f"[{_fmt(x['ci_low'])}, {_fmt(x['ci_high'])}])"
             )
+        if self.style_dropped:
+            lines.append(
+                "style left out (never varies): " + ", ".join(self.style_dropped)
+            )
         lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
@@ -498,32 +636,11 @@ class Leaderboard:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        head = "".join(
-            f"<th>{h}</th>"
-            for h in (
-                "rank",
-                "rank ub",
-                "model",
-                "rating",
-                "interval",
-                "battles",
-                "win rate",
-            )
-        )
-        body = "".join(
-            "<tr>"
-            f"<td>{_fmt_int(r['rank'])}</td><td>{_fmt_int(r['rank_ub'])}</td>"
-            f"<td>{html.escape(r['model'])}</td>"
-            f"<td>{_fmt(r['rating'], r['status'])}</td><td>{_fmt_ci(r)}</td>"
-            f"<td>{r['n_battles']}</td><td>{_fmt_pct(r['win_rate'])}</td></tr>"
-            for r in self.rows
-        )
-        notes = "".join(f"<li>{html.escape(w)}</li>" for w in self.warnings)
-        return (
-            f"<p>{html.escape(self._header())}</p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            + (f"<ul>{notes}</ul>" if notes else "")
-        )
+        """The report page (ratings plot, win-rate heatmap, tables) as a
+        notebook fragment."""
+        from rlhf_diag.report import build_page
+
+        return build_page(self).fragment()
 
 
 def _fmt_int(v: int | None) -> str:
@@ -568,22 +685,31 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ fitting
-def _check_options(ties, alpha, bootstrap, level, components, anchor, models):
+def _check_options(
+    ties, alpha, bootstrap, level, components, anchor, models, n_jobs=None
+):
     if ties not in _TIES:
-        raise InputError(f"ties = {ties!r}: expected one of {', '.join(_TIES)}")
+        raise _bad_option("ties", ties, f"expected one of {', '.join(_TIES)}")
     if not (np.isfinite(alpha) and alpha >= 0):
-        raise InputError(f"alpha = {alpha}: expected a finite number >= 0")
+        raise _bad_option("alpha", alpha, "expected a finite number >= 0")
     if bootstrap < 0:
-        raise InputError(f"bootstrap = {bootstrap}: expected a number of rounds >= 0")
+        raise _bad_option("bootstrap", bootstrap, "expected a number of rounds >= 0")
     if not 0 < level < 1:
-        raise InputError(f"level = {level}: expected a number in (0, 1)")
+        raise _bad_option("level", level, "expected a number in (0, 1)")
     if components not in ("error", "separate"):
-        raise InputError(f"components = {components!r}: expected 'error' or 'separate'")
+        raise _bad_option("components", components, "expected 'error' or 'separate'")
+    if n_jobs is not None and n_jobs < 1:
+        raise _bad_option("n_jobs", n_jobs, "expected a number of threads >= 1")
     if anchor is not None:
         if anchor[0] not in models:
-            raise InputError(f"anchor model {anchor[0]!r} is not among the models")
+            raise InputError(
+                f"{_opt('anchor')}: model {anchor[0]!r} is not among the models "
+                f"({len(models)}: {_names(models)})"
+            )
         if not np.isfinite(float(anchor[1])):
-            raise InputError(f"anchor rating {anchor[1]!r} is not a finite number")
+            raise InputError(
+                f"{_opt('anchor')}: rating {anchor[1]!r} is not a finite number"
+            )
 
 
 def _component_error(models, component) -> FitError:
@@ -598,41 +724,213 @@ def _component_error(models, component) -> FitError:
         f"the comparison graph is disconnected into {len(groups)} components: "
         + "; ".join(groups)
         + ". Ratings in different components are not comparable; pass "
-        "components='separate' (CLI: --components separate) to fit each alone"
+        f"{_opt('separate')} to fit each alone"
     )
 
 
-def _separation_messages(models, out, alpha) -> list[str]:
+# Known orders are counted exactly (ancestor sets of the win graph's block
+# DAG) up to this many blocks; above it, by levels of that DAG (still
+# consistent with every known order).
+_MAX_ORDER_BLOCKS = 20_000
+# ... and while the ancestor sets (one bit per model per block) stay below
+# 2**31 bits (256 MB).
+_MAX_ORDER_BITS = 2**31
+# Up to this many models, and with at least K^2 battles, the win graph's arcs
+# are marked in a dense K x K boolean table (one pass over the battles);
+# otherwise the battles' cell keys are sorted.
+_DENSE_ARCS_MAX = 4096
+
+
+@dataclass(frozen=True)
+class _Order:
+    """Where each model stands in the win graph (arc winner -> loser; a tie
+    is an arc both ways except under ``drop``).
+
+    ``block``: strongly connected block; ``standing``: 0 in the main (largest)
+    block of its component, 1 above it (+inf), 2 below it (-inf), 3 not
+    ordered against it; ``above``: how many models are known to be above it
+    (their block reaches its block; for a main-block model these are the +inf
+    models of its component); ``exact``: False when ``above`` was counted by
+    levels of the block DAG (more than ``_MAX_ORDER_BLOCKS`` blocks).
+    """
+
+    block: np.ndarray
+    standing: np.ndarray
+    above: np.ndarray
+    exact: bool
+
+
+def _reach(dag, sources: np.ndarray, n: int) -> np.ndarray:
+    """Blocks reachable from ``sources`` along ``dag`` (sources included)."""
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
+    hub = sparse.csr_matrix(
+        (np.ones(len(sources), bool), (np.full(len(sources), n), sources)),
+        shape=(n + 1, n + 1),
+    )
+    g = sparse.bmat([[dag, None], [None, sparse.csr_matrix((1, 1), dtype=bool)]])
+    seen = csgraph.breadth_first_order((g + hub).tocsr(), n, return_predecessors=False)
+    out = np.zeros(n + 1, bool)
+    out[seen] = True
+    return out[:n]
+
+
+def _win_order(
+    ba: BattleArrays, ties: str, component: np.ndarray, main: np.ndarray | None
+) -> _Order:
+    """The win graph's blocks, each model's standing against the main block
+    of its component (``main``: the main-block models, or None for the
+    largest block, ties to the lowest model index, as the core picks it) and
+    the number of models known to be above each model."""
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
+    k = len(ba.models)
+    o = np.asarray(ba.outcome)
+    # Arcs a -> b (a won, or a tie) and b -> a (b won, or a tie); under
+    # ``drop`` a tie is no arc.
+    if k <= _DENSE_ARCS_MAX and len(o) >= k * k:
+        seen = np.zeros(k * k * 3, bool)  # (side a, side b, outcome) observed
+        side_a = np.asarray(ba.a, dtype=np.uint32)
+        side_b = np.asarray(ba.b, dtype=np.uint32)
+        cell = np.multiply(side_a, np.uint32(3 * k), dtype=np.uint32)
+        cell += np.multiply(side_b, np.uint32(3), dtype=np.uint32)
+        cell += o
+        seen[cell] = True
+        del cell
+        seen = seen.reshape(k, k, 3)
+        arcs = seen[:, :, A_WINS] | seen[:, :, B_WINS].T
+        if ties != "drop":
+            arcs |= seen[:, :, TIE] | seen[:, :, TIE].T
+        g = sparse.csr_matrix(arcs)
+    else:
+        fwd = o == A_WINS if ties == "drop" else o != B_WINS
+        back = o == B_WINS if ties == "drop" else o != A_WINS
+        a = np.asarray(ba.a, dtype=np.int64)
+        b = np.asarray(ba.b, dtype=np.int64)
+        keys = np.unique(np.concatenate([a[fwd] * k + b[fwd], b[back] * k + a[back]]))
+        g = sparse.csr_matrix(
+            (np.ones(len(keys), bool), (keys // k, keys % k)), shape=(k, k)
+        )
+    n_b, block = csgraph.connected_components(g, directed=True, connection="strong")
+    gi, gj = g.nonzero()
+    cross = block[gi] != block[gj]
+    key = np.unique(block[gi[cross]].astype(np.int64) * n_b + block[gj[cross]])
+    bsrc, bdst = key // n_b, key % n_b
+    dag = sparse.csr_matrix(
+        (np.ones(len(key), bool), (bsrc, bdst)), shape=(n_b, n_b)
+    )
+    size = np.bincount(block, minlength=n_b)
+    first = np.full(n_b, k)
+    np.minimum.at(first, block, np.arange(k))
+    comp_b = np.asarray(component)[first]
+    if main is None:
+        by = np.lexsort((first, -size, comp_b))
+        lead = np.r_[True, comp_b[by][1:] != comp_b[by][:-1]]
+        main_b = by[lead]
+    else:
+        main_b = np.unique(block[np.asarray(main, bool)])
+    below = _reach(dag, main_b, n_b)
+    above_main = _reach(dag.T.tocsr(), main_b, n_b)
+    st_b = np.full(n_b, 3, np.uint8)
+    st_b[below] = 2
+    st_b[above_main] = 1
+    st_b[main_b] = 0
+    # Topological order of the block DAG (Kahn), on plain lists.
+    parents = dag.T.tocsr()
+    kid_ptr, kids = dag.indptr.tolist(), dag.indices.tolist()
+    par_ptr, pars = parents.indptr.tolist(), parents.indices.tolist()
+    indeg = [par_ptr[v + 1] - par_ptr[v] for v in range(n_b)]
+    ready = [v for v in range(n_b) if indeg[v] == 0]
+    topo = []
+    while ready:
+        v = ready.pop()
+        topo.append(v)
+        for w in kids[kid_ptr[v] : kid_ptr[v + 1]]:
+            indeg[w] -= 1
+            if indeg[w] == 0:
+                ready.append(w)
+    exact = n_b <= _MAX_ORDER_BLOCKS and n_b * k <= _MAX_ORDER_BITS
+    if exact:
+        # Ancestor sets as Python integers with one bit per model, the models
+        # numbered block by block so that a block is a run of bits; filled in
+        # topological order, counted by popcount.
+        sizes = size.tolist()
+        start = np.concatenate([[0], np.cumsum(size)[:-1]]).tolist()
+        members = [((1 << sizes[p]) - 1) << start[p] for p in range(n_b)]
+        anc = [0] * n_b
+        for v in topo:
+            acc = 0
+            for p in pars[par_ptr[v] : par_ptr[v + 1]]:
+                acc |= anc[p] | members[p]
+            anc[v] = acc
+        above_b = np.array([x.bit_count() for x in anc], dtype=np.int64)
+        return _Order(block, st_b[block], above_b[block], True)
+    level = [0] * n_b
+    for v in topo:
+        ps = pars[par_ptr[v] : par_ptr[v + 1]]
+        if ps:
+            level[v] = max(level[p] for p in ps) + 1
+    # Models of the same component on a strictly lower level.
+    lv = np.asarray(level, np.int64)[block]
+    comp = np.asarray(component, np.int64)
+    span = int(lv.max()) + 1
+    keys = np.sort(comp * span + lv)
+    above_m = np.searchsorted(keys, comp * span + lv) - np.searchsorted(
+        keys, comp * span
+    )
+    return _Order(block, st_b[block], above_m.astype(np.int64), False)
+
+
+def _separation_messages(models, out, alpha, order: _Order | None) -> list[str]:
+    """The SeparationWarning text: which models have no finite MLE, where
+    they stand against the group that is fitted, and which group that is."""
+    if order is None:
+        return []
+    st = order.standing
+    outside = np.flatnonzero(st != 0)
+    if not len(outside):
+        return []
+    component = np.asarray(out["component"])
     never_win = [models[i] for i in out["never_win"]]
     never_lose = [models[i] for i in out["never_lose"]]
-    blocks = out["block"]
-    split = any(
-        len(np.unique(blocks[out["component"] == c])) > 1
-        for c in np.unique(out["component"])
-    )
-    if not (never_win or never_lose or split):
-        return []
     parts = []
     if never_win:
-        parts.append("never win: " + ", ".join(never_win))
+        parts.append("never win: " + _names(never_win))
     if never_lose:
-        parts.append("never lose: " + ", ".join(never_lose))
-    if not parts:
-        parts.append(
-            "the win graph is not strongly connected (some group of models "
-            "beats the rest every time)"
-        )
-    head = "no finite maximum-likelihood ratings exist (" + "; ".join(parts) + ")"
+        parts.append("never lose: " + _names(never_lose))
+    head = (
+        f"no finite maximum-likelihood rating for {len(outside)} of {len(models)} "
+        "models: not every model beats every other one, directly or through others"
+        + (f" ({'; '.join(parts)})" if parts else "")
+    )
+    groups = []
+    for c in np.unique(component[outside]):
+        members = np.flatnonzero((component == c) & (st == 0))
+        groups.append("{" + _names([models[i] for i in members]) + "}")
+    group = (
+        "the largest group whose models all beat one another, directly or "
+        f"through others: {'; '.join(groups)}"
+    )
+    where = []
+    for code, what in (
+        (1, "above it (+inf)"),
+        (2, "below it (-inf)"),
+        (3, "not ordered against it (undefined)"),
+    ):
+        names = [models[i] for i in outside if st[i] == code]
+        if names:
+            where.append(f"{what}: {_names(names)}")
+    where_text = "; ".join(where)
     if alpha > 0:
-        prior = f"the finite ratings reported come from the L2 prior alpha = {alpha}"
-        return [f"{head}; {prior}"]
-    outside = [models[i] for i in np.flatnonzero(out["standing"] != 0)]
+        return [
+            f"{head}. Without the prior, {group}; {where_text}. The finite ratings "
+            f"reported come from the L2 prior alpha = {alpha}"
+        ]
     return [
-        (
-            f"{head}; reported as +inf / -inf / undefined relative to the largest "
-            f"fully connected group: {', '.join(outside)}. Pass alpha > 0 for "
-            "finite ratings under a stated prior"
-        )
+        f"{head}. Fitted: {group}; reported {where_text}. Pass {_opt('alpha')} > 0 "
+        "for finite ratings under a stated prior"
     ]
 
 
@@ -672,9 +970,9 @@ def _fit_core(
 
 def _count_above(
     top: np.ndarray, bottom: np.ndarray, component: np.ndarray, ok: np.ndarray
-) -> list[int | None]:
-    """For each usable model ``i``: 1 + the number of usable models ``j`` of
-    its component with ``top[j] > bottom[i]`` (None where ``ok`` is false).
+) -> np.ndarray:
+    """For each model ``i``: the number of models ``j`` with ``ok[j]`` in its
+    component with ``top[j] > bottom[i]``.
 
     Compared by blocks of rows, so the work is O(K²) in vectorised numpy and
     the memory O(K) per row of the block.
@@ -687,22 +985,42 @@ def _count_above(
         above = (top[None, :] > bottom[s:e, None]) & ok[None, :]
         above &= component[None, :] == component[s:e, None]
         counts[s:e] = above.sum(axis=1)
-    return [1 + int(c) if o else None for c, o in zip(counts, ok)]
+    return counts
 
 
-def _ranks(
-    values: np.ndarray, component: np.ndarray, ok: np.ndarray
-) -> list[int | None]:
-    """1 + number of models of the same component strictly above."""
-    return _count_above(values, values, component, ok)
+def _ranks(ext, lo, hi, ci_ok, standing, component, order):
+    """``rank``: 1 + the number of models known to be above (a higher θ in
+    the fitted group, or a block of the win graph that reaches this model's
+    block); ``rank_ub``: 1 + the models whose interval lies wholly above,
+    where a model outside the fitted group counts by the win graph's known
+    order (its θ is not a number, so it has no interval to compare). Both are
+    None for a model not ordered against the fitted group."""
+    main = standing == 0
+    known = np.zeros(len(ext), np.int64) if order is None else order.above
+    by_theta = _count_above(ext, ext, component, main)
+    ok = main & ci_ok
+    by_interval = _count_above(
+        np.where(ok, lo, -np.inf), np.where(ok, hi, np.inf), component, ok
+    )
+    rank = 1 + known + np.where(main, by_theta, 0)
+    rank_ub = 1 + known + np.where(ok, by_interval, 0)
+    return rank, rank_ub
 
 
-def _rank_ub(lo: np.ndarray, hi: np.ndarray, component: np.ndarray, ok: np.ndarray):
-    """Arena's rank upper bound: 1 + models whose interval lies wholly above."""
-    return _count_above(lo, hi, component, ok)
+def _float_col(values: np.ndarray, keep: np.ndarray) -> pl.Series:
+    v = np.where(keep, values, np.nan).astype(np.float64)
+    v[~np.isfinite(v)] = np.nan
+    return pl.Series(v, nan_to_null=True)
 
 
-def _build(ba, out, *, ties, alpha, anchor, scale, bootstrap, seed, level, msgs):
+def _int_col(values: np.ndarray, keep: np.ndarray) -> pl.Series:
+    s = pl.Series(np.asarray(values, dtype=np.int64))
+    return s.set(pl.Series(~np.asarray(keep, bool)), None)
+
+
+def _build(
+    ba, out, *, ties, alpha, anchor, scale, bootstrap, seed, level, msgs, order=None
+):
     k = len(ba.models)
     factor, offset = _scale_params(scale, anchor)
     standing = np.asarray(out["standing"])
@@ -720,59 +1038,60 @@ def _build(ba, out, *, ties, alpha, anchor, scale, bootstrap, seed, level, msgs)
         n_def = np.asarray(out["n_defined"])
         lo = np.where(n_def > 0, out["ci_low"], -np.inf)
         hi = np.where(n_def > 0, out["ci_high"], np.inf)
+        # An interpolation between -inf and +inf draws is no number: open end.
+        lo, hi = np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
         interval, ci_ok = "bootstrap percentile", n_def > 0
     else:
-        lo, hi = ext - z * se, ext + z * se
+        with np.errstate(invalid="ignore"):
+            lo, hi = ext - z * se, ext + z * se
         interval, ci_ok = "Wald (Hessian)", standing == 0
     component = np.asarray(out["component"])
     ranked = standing != 3
-    ranks = _ranks(ext, component, ranked)
-    rank_ub = _rank_ub(
-        np.where(ci_ok, lo, -np.inf),
-        np.where(ci_ok, hi, np.inf),
-        component,
-        ranked & ci_ok,
+    rank, rank_ub = _ranks(ext, lo, hi, ci_ok, standing, component, order)
+    wins, losses, tied = (
+        np.asarray(out[x], dtype=np.float64) for x in ("wins", "losses", "ties")
     )
-    wins, losses, tied = (np.asarray(out[x]) for x in ("wins", "losses", "ties"))
     played = wins + losses + tied
-    rows = []
-    for i, m in enumerate(ba.models):
-        fin = standing[i] == 0
-        rows.append(
-            {
-                "model": m,
-                "theta": float(theta[i]) if fin else None,
-                "rating": float(factor * theta[i] + offset) if fin else None,
-                "se": float(factor * se[i]) if fin and np.isfinite(se[i]) else None,
-                "ci_low": _none_if_not_finite(factor * lo[i] + offset)
-                if ci_ok[i]
-                else None,
-                "ci_high": _none_if_not_finite(factor * hi[i] + offset)
-                if ci_ok[i]
-                else None,
-                "rank": ranks[i],
-                "rank_ub": rank_ub[i],
-                "n_battles": int(out["battles"][i]),
-                "wins": float(wins[i]),
-                "losses": float(losses[i]),
-                "ties": float(tied[i]),
-                "win_rate": float((wins[i] + 0.5 * tied[i]) / played[i])
-                if played[i] > 0
-                else None,
-                "component": int(component[i]),
-                "status": _STANDING[int(standing[i])],
-                "n_degenerate": int(out["n_degenerate"][i]) if bootstrap > 0 else None,
-            }
-        )
-    order = sorted(
-        range(k),
-        key=lambda i: (
-            rows[i]["rank"] is None,
-            rows[i]["rank"] or 0,
-            -ext[i] if np.isfinite(ext[i]) else 0,
-            ba.models[i],
-        ),
+    fin = standing == 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        win_rate = (wins + 0.5 * tied) / played
+    status = np.array([_STANDING[c] for c in range(4)])[standing.astype(np.int64)]
+    n_deg = (
+        np.asarray(out["n_degenerate"], dtype=np.int64)
+        if bootstrap > 0
+        else np.zeros(k, np.int64)
     )
+    frame = pl.DataFrame(
+        {
+            "model": pl.Series(list(ba.models), dtype=pl.Utf8),
+            "theta": _float_col(theta, fin),
+            "rating": _float_col(factor * theta + offset, fin),
+            "se": _float_col(factor * se, fin),
+            "ci_low": _float_col(factor * lo + offset, ci_ok),
+            "ci_high": _float_col(factor * hi + offset, ci_ok),
+            "rank": _int_col(rank, ranked),
+            "rank_ub": _int_col(rank_ub, ranked),
+            "n_battles": pl.Series(np.asarray(out["battles"], dtype=np.int64)),
+            "wins": pl.Series(wins),
+            "losses": pl.Series(losses),
+            "ties": pl.Series(tied),
+            "win_rate": _float_col(win_rate, played > 0),
+            "component": pl.Series(component.astype(np.int64)),
+            "status": pl.Series(status, dtype=pl.Utf8),
+            "n_degenerate": _int_col(n_deg, np.full(k, bootstrap > 0)),
+        }
+    )
+    # Sorted by component, rank (unranked last), θ (highest first), name.
+    sort_key = np.lexsort(
+        (
+            np.asarray(ba.models, dtype=object).astype(str),
+            -np.where(np.isfinite(ext), ext, 0.0),
+            np.where(ranked, rank, 0),
+            ~ranked,
+            component,
+        )
+    )
+    rows = frame[sort_key].to_dicts()
     constraint = (
         "mean zero" if anchor is None else f"anchor {anchor[0]} = {float(anchor[1]):g}"
     )
@@ -781,7 +1100,7 @@ def _build(ba, out, *, ties, alpha, anchor, scale, bootstrap, seed, level, msgs)
     tie_ci = out.get("tie_ci") if bootstrap > 0 else None
     return Leaderboard(
         models=list(ba.models),
-        rows=[rows[i] for i in order],
+        rows=rows,
         constraint=constraint,
         ties=ties,
         scale=scale,
@@ -822,11 +1141,19 @@ def _fit(
     max_iter,
     n_jobs,
 ):
-    _check_options(ties, alpha, bootstrap, level, components, anchor, ba.models)
+    _check_options(
+        ties, alpha, bootstrap, level, components, anchor, ba.models, n_jobs
+    )
     _scale_params(scale, anchor)
     if len(ba.models) < 2:
+        dropped = (
+            f" (after dropping {ba.n_self_battles} self-battle(s))"
+            if ba.n_self_battles
+            else ""
+        )
         raise InputError(
             f"need battles between at least 2 models; found {len(ba.models)}"
+            + dropped
         )
     msgs: list[tuple[type[Warning], str]] = []
     if ba.n_self_battles:
@@ -839,26 +1166,98 @@ def _fit(
                 ),
             )
         )
-    anchor_idx = None if anchor is None else ba.models.index(anchor[0])
-    out = _fit_core(
-        ba, ties, alpha, anchor_idx, tol, max_iter, bootstrap, seed, level, n_jobs
-    )
-    component = np.asarray(out["component"])
-    if component.max() > 0 and components == "error":
-        raise _component_error(ba.models, component)
-    if component.max() > 0:
+    if ba.n_zero_weight:
+        gone = (
+            f"; model(s) left with no battles, not rated: {_names(ba.unrated)}"
+            if ba.unrated
+            else ""
+        )
         msgs.append(
             (
                 DataQualityWarning,
                 (
-                    f"fitted {int(component.max()) + 1} components separately; "
+                    f"dropped {ba.n_zero_weight} battle(s) of weight 0, first at "
+                    f"rows {ba.zero_weight_rows}{gone}"
+                ),
+            )
+        )
+    anchor_idx = None if anchor is None else ba.models.index(anchor[0])
+    scale_w = _weight_scale(ba.weight)
+    fit_ba = ba if scale_w == 1.0 else _replace_arrays(ba, weight=ba.weight / scale_w)
+    try:
+        out = dict(
+            _fit_core(
+                fit_ba,
+                ties,
+                alpha / scale_w,
+                anchor_idx,
+                tol,
+                max_iter,
+                bootstrap,
+                seed,
+                level,
+                n_jobs,
+            )
+        )
+    except InputError as exc:
+        text = str(exc)
+        if anchor is None or "anchor model" not in text:
+            raise
+        where = {"PlusInf": "+inf", "MinusInf": "-inf"}.get(
+            text.rsplit(" ", 1)[-1], "not ordered against the fitted group"
+        )
+        raise InputError(
+            f"{_opt('anchor')}: {anchor[0]!r} has no finite estimate ({where}: "
+            "it is outside the largest group of models that beat one another); "
+            "anchor a model of that group, or pass "
+            f"{_opt('alpha')} > 0"
+        ) from None
+    if scale_w != 1.0:
+        _unscale(out, scale_w)
+    component = np.asarray(out["component"])
+    has = np.asarray(out["battles"]) > 0
+    if not has.all():
+        # Models given by index with no battles: alone, with nothing to rate.
+        standing = np.asarray(out["standing"]).copy()
+        standing[~has] = 3
+        out["standing"] = standing
+        lonely = [ba.models[i] for i in np.flatnonzero(~has)]
+        out["never_win"] = [i for i in out["never_win"] if has[i]]
+        out["never_lose"] = [i for i in out["never_lose"] if has[i]]
+        msgs.append(
+            (
+                DataQualityWarning,
+                (
+                    f"{len(lonely)} model(s) have no battles and are not rated: "
+                    f"{_names(lonely)}"
+                ),
+            )
+        )
+    played_comps, comp_of = np.unique(component[has], return_inverse=True)
+    if len(played_comps) > 1 and components == "error":
+        raise _component_error([m for m, h in zip(ba.models, has) if h], comp_of)
+    if len(played_comps) > 1:
+        msgs.append(
+            (
+                DataQualityWarning,
+                (
+                    f"fitted {len(played_comps)} components separately; "
                     "differences across components are undefined"
                 ),
             )
         )
+    standing = np.asarray(out["standing"])
+    order = None
+    if alpha > 0 or (standing[has] != 0).any():
+        order = _win_order(
+            ba, ties, component, None if alpha > 0 else (standing == 0) | ~has
+        )
     msgs += [
-        (SeparationWarning, m) for m in _separation_messages(ba.models, out, alpha)
+        (SeparationWarning, m)
+        for m in _separation_messages(ba.models, out, alpha, order)
     ]
+    if alpha > 0:
+        order = None  # every rating is finite: ranks come from θ alone
     if out["tie_param_at_boundary"]:
         msgs.append(
             (
@@ -892,8 +1291,61 @@ def _fit(
         seed=seed,
         level=level,
         msgs=msgs,
+        order=order,
     )
     return lb, msgs
+
+
+def _replace_arrays(ba: BattleArrays, **changes) -> BattleArrays:
+    from dataclasses import replace
+
+    return replace(ba, **changes)
+
+
+# Weights are rescaled by a power of 4 when their mean lies outside
+# [4**-_WEIGHT_POW, 4**_WEIGHT_POW].
+_WEIGHT_POW = 5
+
+
+def _weight_scale(w: np.ndarray | None) -> float:
+    """A power of 4 near the mean positive weight, or 1 when that mean is
+    moderate.
+
+    The penalised likelihood with weights ``w`` and prior ``alpha`` is ``c``
+    times the one with ``w / c`` and ``alpha / c``: same optimum, covariance
+    ``c`` times smaller, gradient ``c`` times larger. Newton's tolerance is
+    relative to the total weight but never below an absolute floor, and sums
+    of weights near 1e308 overflow, so extreme weights are fitted as ``w / c``
+    and the outputs scaled back (exactly: ``c`` is a power of 4).
+    """
+    if w is None or not len(w):
+        return 1.0
+    with np.errstate(over="ignore"):
+        total = float(np.sum(w))
+    if not math.isfinite(total):
+        raise InputError(
+            "the battle weights sum past the largest float "
+            f"({np.finfo(np.float64).max:.4g}): divide them by a common factor"
+        )
+    positive = int(np.count_nonzero(w))
+    if positive == 0 or total == 0.0:
+        raise InputError(f"all {len(w)} weights are zero: nothing to fit")
+    e = math.frexp(total / positive)[1]
+    half = round((e - 1) / 2)
+    if abs(half) <= _WEIGHT_POW:
+        return 1.0
+    return math.ldexp(1.0, 2 * half)
+
+
+def _unscale(out: dict, c: float) -> None:
+    """Outputs of a fit on ``w / c`` (with ``alpha / c``) back on ``w``."""
+    for key in ("wins", "losses", "ties"):
+        out[key] = np.asarray(out[key]) * c
+    out["grad_norm"] = out["grad_norm"] * c
+    if out.get("cov") is not None:
+        out["cov"] = np.asarray(out["cov"]) / c
+    if out.get("tie_param_se") is not None:
+        out["tie_param_se"] = out["tie_param_se"] / math.sqrt(c)
 
 
 def _bootstrap_messages(models, out, rounds) -> list[tuple[type[Warning], str]]:
@@ -938,6 +1390,134 @@ def _emit(msgs) -> None:
         warnings.warn(message, category, stacklevel=3)
 
 
+def _refuse_positions(bad: np.ndarray, arr: np.ndarray, what: str, why: str) -> None:
+    if bad.any():
+        pos = np.flatnonzero(bad)
+        more = (
+            f" ({len(pos)} positions, first {pos[:_MAX_ROWS_SHOWN].tolist()})"
+            if len(pos) > 1
+            else ""
+        )
+        raise InputError(f"{what}[{pos[0]}] = {arr[pos[0]].item()!r} {why}{more}")
+
+
+def _numeric_1d(x, what: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise InputError(f"{what}: expected a 1-d array, got shape {arr.shape}")
+    if arr.dtype.kind not in "iuf":
+        raise InputError(f"{what}: expected numbers, got an array of dtype {arr.dtype}")
+    return arr
+
+
+def _index_array(x, what: str, n_models: int | None) -> tuple[np.ndarray, int]:
+    """Model indices as ``uint32`` and their largest value, refusing
+    non-integers, negatives and indices past the models (naming the position
+    and value)."""
+    arr = _numeric_1d(x, what)
+    if arr.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(arr) | (arr != np.floor(arr))
+        _refuse_positions(bad, arr, what, "is not an integer model index")
+    if not arr.size:
+        return arr.astype(np.uint32), -1
+    # Reductions first; the masks that locate a fault only on failure.
+    if arr.dtype.kind != "u" and arr.min() < 0:
+        _refuse_positions(arr < 0, arr, what, "is a negative model index")
+    limit = np.iinfo(np.uint32).max if n_models is None else n_models
+    top = int(arr.max())
+    if top >= limit:
+        _refuse_positions(
+            arr >= limit,
+            arr,
+            what,
+            f"is out of range: {n_models} models (indices 0 to {n_models - 1})"
+            if n_models is not None
+            else "is past the largest model index (2**32 - 2)",
+        )
+    return (arr if arr.dtype == np.uint32 else arr.astype(np.uint32)), top
+
+
+def _battle_arrays(model_a, model_b, outcome, models, weight) -> BattleArrays:
+    """Validate the arrays of :func:`fit_battle_arrays` and drop zero-weight
+    battles (counted)."""
+    n_models = None if models is None else len(models)
+    a, top_a = _index_array(model_a, "model_a", n_models)
+    b, top_b = _index_array(model_b, "model_b", n_models)
+    o = _numeric_1d(outcome, "outcome")
+    lengths = {"model_a": len(a), "model_b": len(b), "outcome": len(o)}
+    w = None
+    if weight is not None:
+        w = _numeric_1d(weight, "weight").astype(np.float64)
+        lengths["weight"] = len(w)
+    if len(set(lengths.values())) > 1:
+        raise InputError(
+            "battle arrays differ in length: "
+            + ", ".join(f"{k} {v}" for k, v in lengths.items())
+        )
+    if o.size and (
+        o.dtype.kind == "f"
+        or (o.dtype.kind != "u" and o.min() < 0)
+        or o.max() > TIE
+    ):
+        with np.errstate(invalid="ignore"):
+            _refuse_positions(
+                ~np.isin(o, (A_WINS, B_WINS, TIE)),
+                o,
+                "outcome",
+                "is not 0 (side a wins), 1 (side b wins) or 2 (tie)",
+            )
+    if w is not None:
+        _refuse_positions(~np.isfinite(w), w, "weight", "is not a finite number")
+        _refuse_positions(w < 0, w, "weight", "is negative")
+    if models is None:
+        models = [str(i) for i in range(max(top_a, top_b) + 1)]
+    models = [str(m) for m in models]
+    if len(set(models)) < len(models):
+        seen: set[str] = set()
+        dup = sorted({m for m in models if m in seen or seen.add(m)})
+        raise InputError(f"models: repeated name(s) {_names(dup)}")
+    # One pass for self-battles; the masks below only when something drops.
+    same = a == b
+    n_self = int(np.count_nonzero(same))
+    n_zero = 0
+    drop = same if n_self else None
+    zero_rows: list[int] = []
+    if w is not None:
+        zero = w == 0
+        if n_self:
+            zero &= ~same
+        n_zero = int(np.count_nonzero(zero))
+        if n_zero and n_zero == len(a) - n_self:
+            raise InputError(
+                f"all {n_zero} weights are zero"
+                + (" (self-battles aside)" if n_self else "")
+                + ": nothing to fit"
+            )
+        if n_zero:
+            zero_rows = np.flatnonzero(zero)[:_MAX_ROWS_SHOWN].tolist()
+            drop = zero if drop is None else drop | zero
+    self_rows = np.flatnonzero(same)[:_MAX_ROWS_SHOWN].tolist() if n_self else []
+    rows = None
+    if drop is not None:
+        keep = ~drop
+        rows = np.flatnonzero(keep)
+        a, b, o = a[keep], b[keep], o[keep]
+        w = None if w is None else w[keep]
+    return BattleArrays(
+        models,
+        a,
+        b,
+        o if o.dtype == np.uint8 else o.astype(np.uint8),
+        w,
+        n_self,
+        self_rows,
+        n_zero_weight=n_zero,
+        zero_weight_rows=zero_rows,
+        rows=rows,
+    )
+
+
 def fit_battle_arrays(
     model_a: np.ndarray,
     model_b: np.ndarray,
@@ -976,12 +1556,7 @@ def fit_battle_arrays(
     -------
     Leaderboard
     """
-    a = np.asarray(model_a)
-    b = np.asarray(model_b)
-    if models is None:
-        top = int(max(a.max(initial=0), b.max(initial=0))) + 1 if a.size else 0
-        models = [str(i) for i in range(top)]
-    ba = BattleArrays(list(models), a, b, np.asarray(outcome), weight)
+    ba = _battle_arrays(model_a, model_b, outcome, models, weight)
     lb, msgs = _fit(
         ba,
         ties=ties,
@@ -1269,18 +1844,20 @@ def fit_style_controlled(
 
     if (style is None) == (style_text is None):
         raise InputError(
-            "give exactly one of style= (columns) or style_text= (two text columns)"
+            f"give exactly one of {_opt('style')} (columns) or {_opt('style_text')} "
+            "(two text columns)"
         )
     if ties not in ("half", "drop"):
         raise NotImplementedError(
-            f"style control with ties = {ties!r}: only half and drop are built"
+            f"style control with {_opt('ties')} {ties}: only half and drop are built"
         )
     frame = _as_frame(data, format)
     if style_text is not None:
         missing = [c for c in style_text if c not in frame.columns]
         if missing:
             raise InputError(
-                f"missing text column(s) {missing}; the data have {frame.columns}"
+                f"missing text column(s) {missing} ({_opt('style_text')}); the data "
+                f"have {frame.columns}"
             )
         zf = style_covariates(
             frame[style_text[0]], frame[style_text[1]], style_features
@@ -1290,7 +1867,8 @@ def fit_style_controlled(
     missing = [c for c in style if c not in frame.columns]
     if missing:
         raise InputError(
-            f"missing style column(s) {missing}; the data have {frame.columns}"
+            f"missing style column(s) {missing} ({_opt('style')}); the data have "
+            f"{frame.columns}"
         )
     ba = normalise_battles(
         frame,
@@ -1300,13 +1878,22 @@ def fit_style_controlled(
         weight=weight,
         labels=labels,
     )
-    col_a, col_b = _pick_side_columns(frame, model_a, model_b)
-    keep = frame[col_a].cast(pl.Utf8) != frame[col_b].cast(pl.Utf8)
-    z = frame.filter(keep).select(style).cast(pl.Float64).to_numpy()
+    z = frame.select(style).cast(pl.Float64).to_numpy()
+    if ba.rows is not None:  # self-battles and zero weights dropped
+        z = z[ba.rows]
     if not np.isfinite(z).all():
+        bad_row, bad_col = np.argwhere(~np.isfinite(z))[0]
+        row = int(bad_row if ba.rows is None else ba.rows[bad_row])
         raise InputError(
-            f"style columns {list(style)} hold missing or non-finite values"
+            f"style columns {list(style)} hold missing or non-finite values "
+            f"(first: column {style[bad_col]!r}, row {row})"
         )
+    # A feature that never varies carries no style information and makes the
+    # design singular (standardised text features of a constant are all 0).
+    varies = (z.max(axis=0) > z.min(axis=0)) if len(z) else np.zeros(len(style), bool)
+    style_dropped = [f for f, v in zip(style, varies) if not v]
+    style = [f for f, v in zip(style, varies) if v]
+    z = z[:, varies]
     k = len(ba.models)
     if len(ba.a) * (k - 1 + z.shape[1]) > _STYLE_MAX_CELLS:
         raise NotImplementedError(
@@ -1329,6 +1916,33 @@ def fit_style_controlled(
                 (
                     f"dropped {ba.n_self_battles} self-battle(s), first at rows "
                     f"{ba.self_battle_rows}"
+                ),
+            )
+        )
+    if ba.n_zero_weight:
+        msgs.append(
+            (
+                DataQualityWarning,
+                (
+                    f"dropped {ba.n_zero_weight} battle(s) of weight 0, first at "
+                    f"rows {ba.zero_weight_rows}"
+                    + (
+                        f"; model(s) left with no battles, not rated: "
+                        f"{_names(ba.unrated)}"
+                        if ba.unrated
+                        else ""
+                    )
+                ),
+            )
+        )
+    if style_dropped:
+        msgs.append(
+            (
+                DataQualityWarning,
+                (
+                    "style control: left out feature(s) that never vary over the "
+                    f"battles: {', '.join(style_dropped)} (no style information; "
+                    "no coefficient)"
                 ),
             )
         )
@@ -1425,7 +2039,12 @@ def fit_style_controlled(
         level=level,
         msgs=msgs,
     )
-    lb = _replace(lb, style=style_rows, interval="Wald (Hessian), style-controlled")
+    lb = _replace(
+        lb,
+        style=style_rows,
+        style_dropped=style_dropped,
+        interval="Wald (Hessian), style-controlled",
+    )
     _emit(msgs)
     return lb
 

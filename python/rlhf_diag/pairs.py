@@ -30,7 +30,6 @@ Rows are numbered from 0 in file order in every message and count.
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import logging
@@ -43,7 +42,7 @@ import polars as pl
 from rlhf_diag import _core
 from rlhf_diag._arrow import string_buffers
 from rlhf_diag.exceptions import DataFormatError, InputError
-from rlhf_diag.io import detect_table_format, read_table
+from rlhf_diag.io import detect_table_format, read_bytes, read_table
 
 log = logging.getLogger("rlhf_diag")
 
@@ -121,10 +120,11 @@ def _read_json_records(path: Path) -> list[dict]:
     list into its JSON text), and files holding ``NaN`` / ``Infinity`` tokens.
     A line that is not JSON is an error naming the line.
     """
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    text = raw.decode("utf-8")
+    raw = read_bytes(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: not UTF-8 text ({exc})") from None
     if text.lstrip().startswith("["):
         try:
             return json.loads(text)
@@ -173,9 +173,7 @@ def _check_jsonl_text(path: Path, columns, source: str) -> None:
     import pyarrow as pa
     import pyarrow.json as pj
 
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+    raw = read_bytes(path)
     schema = pa.schema([(c, pa.string()) for c in columns])
     try:
         pj.read_json(
@@ -452,7 +450,7 @@ def load_pairs(
     path: str | Path,
     format: str | None = None,
     *,
-    prompt_col: str = "prompt",
+    prompt_col: str | None = None,
     chosen_col: str = "chosen",
     rejected_col: str = "rejected",
     file_type: str | None = None,
@@ -469,7 +467,9 @@ def load_pairs(
         with ``"\\n\\nAssistant:"`` markers and no prompt column → ``hh``; else
         ``pairs``.
     prompt_col, chosen_col, rejected_col
-        Column names (``pairs`` and ``messages`` formats).
+        Column names (``pairs`` and ``messages`` formats). The prompt column
+        is optional: by default ``prompt`` is used when the file has one; a
+        name given here must exist.
     file_type
         ``jsonl``, ``json``, ``csv`` or ``parquet``; detected from the file
         name when None.
@@ -484,6 +484,8 @@ def load_pairs(
     """
     path = Path(path)
     source = str(path)
+    prompt_named = prompt_col is not None
+    prompt_col = prompt_col if prompt_named else "prompt"
     if format is not None and format not in FORMATS:
         raise InputError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
     file_type = file_type or detect_table_format(path)
@@ -500,6 +502,11 @@ def load_pairs(
     if format is None:
         format = (detect_format(df, prompt_col, chosen_col) if df is not None
                   else _detect_records_format(records, prompt_col, chosen_col))
+    if prompt_named and format in ("pairs", "messages"):
+        present = (prompt_col in df.columns if df is not None
+                   else any(isinstance(r, dict) and prompt_col in r for r in records))
+        if not present:
+            raise InputError(f"{source}: no prompt column {prompt_col!r}")
     if format == "messages":
         # polars unifies a content that is a string in one row and a list of
         # parts in the next by turning the list into its JSON text, so JSON

@@ -303,7 +303,7 @@ class FeatureRewardModel:
         if self.dropped:
             head += "\nleft out (never differ): " + ", ".join(self.dropped)
         cv = (
-            "held-out: refused"
+            f"held-out: refused ({self.cv.get('undefined', 'no evaluation')})"
             if acc is None
             else f"{self.cv['k']}-fold held-out accuracy {acc:.4f}, log-loss {ll:.4f}"
         )
@@ -367,9 +367,17 @@ def fit_reward_model(
         "tol": tol,
     }
     fit = fit_logistic(x, y, **common)
-    cv = cross_validate_logistic(
-        x, y, k=k, random_state=random_state, symmetric=True, **common
-    )
+    if x.shape[0] < k:
+        cv = {
+            "k": k,
+            "accuracy": None,
+            "log_loss": None,
+            "undefined": f"{x.shape[0]} pair(s): too few for {k}-fold evaluation",
+        }
+    else:
+        cv = cross_validate_logistic(
+            x, y, k=k, random_state=random_state, symmetric=True, **common
+        )
     return FeatureRewardModel(
         feature_names=fit.feature_names,
         fit=fit,
@@ -604,13 +612,21 @@ def _numeric_column(frame, col: str, source: str) -> np.ndarray:
             + (", ".join(others) if others else "none")
         )
     s = frame[col]
-    if not (s.dtype.is_numeric() or s.dtype == pl.Boolean or s.dtype == pl.Null):
-        bad = s.drop_nulls()
-        first = frame["row"][int(s.is_not_null().arg_max())] if bad.len() else None
-        raise InputError(
-            f"{source}: column {col!r} is {s.dtype}, not numeric"
-            + (f" (row {first}: {str(bad[0])[:40]!r})" if first is not None else "")
-        )
+    if s.dtype == pl.String:
+        # A CSV column with a "nan" or "inf" cell is read as text: numbers
+        # written as text are accepted; the first cell that is not a number
+        # is named.
+        parsed = s.str.strip_chars().cast(pl.Float64, strict=False)
+        bad = parsed.is_null() & s.is_not_null()
+        if bad.any():
+            i = int(bad.arg_max())
+            raise InputError(
+                f"{source}: column {col!r} is not numeric: row {frame['row'][i]} "
+                f"holds {str(s[i])[:40]!r}"
+            )
+        s = parsed
+    elif not (s.dtype.is_numeric() or s.dtype == pl.Boolean or s.dtype == pl.Null):
+        raise InputError(f"{source}: column {col!r} is {s.dtype}, not numeric")
     return s.cast(pl.Float64).to_numpy().astype(np.float64, copy=False)
 
 
@@ -681,7 +697,7 @@ def feature_reward_model(
                 "rows": rows,
             })
             warnings.warn(
-                f"{ps.source}: {int(bad.sum())} pairs skipped: {cols} is null, NaN "
+                f"{ps.source}: {int(bad.sum())} pair(s) skipped: {cols} is null, NaN "
                 f"or infinite (rows {', '.join(map(str, rows))}"
                 + (", ..." if bad.sum() > len(rows) else "") + ")",
                 DataQualityWarning,
@@ -707,7 +723,10 @@ def feature_reward_model(
         scales += [None] * len(kept)
     for name, d in raw:
         d = d[keep]
-        rms = float(np.sqrt(np.mean(d * d)))
+        top = float(np.max(np.abs(d)))
+        # The root mean square, computed on d / max|d| so that values near
+        # the float range cannot overflow when squared.
+        rms = top * float(np.sqrt(np.mean((d / top) ** 2))) if top > 0 else 0.0
         if rms == 0.0:
             dropped.append(name)
             continue
@@ -735,6 +754,15 @@ def feature_reward_model(
             f"{ps.source}: no feature differs between chosen and rejected in any pair "
             f"(left out: {', '.join(dropped)})"
         )
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InputError(
+                f"feature {name!r} appears twice (a numeric column named like a "
+                "style feature, or the same column given twice); rename the column "
+                "or leave out the style features"
+            )
+        seen.add(name)
     x = np.ascontiguousarray(np.column_stack(blocks))
     model = fit_reward_model(
         x, feature_names=names, l2=l2, l1=l1, k=k, random_state=random_state,

@@ -69,7 +69,6 @@ References
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
 import math
@@ -85,6 +84,7 @@ from rlhf_diag.exceptions import (
     DataQualityWarning,
     InputError,
 )
+from rlhf_diag.io import read_bytes
 from rlhf_diag.logistic import fit_logistic_groups, fit_two_way
 
 __all__ = [
@@ -135,15 +135,7 @@ def _annotation_files(path: Path) -> list[Path]:
 
 
 def _read_records(path: Path) -> pl.DataFrame:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataFormatError(f"{path}: cannot read file ({exc})") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataFormatError(f"{path}: corrupt gzip data ({exc})") from None
+    raw = read_bytes(path)
     try:
         if raw.lstrip()[:1] == b"[":
             return pl.read_json(io.BytesIO(raw), schema=_SCHEMA)
@@ -324,6 +316,13 @@ class WinRateResult:
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        """The report page (raw vs length-controlled plot and table) as a
+        notebook fragment."""
+        from rlhf_diag.report import build_page
+
+        return build_page(self).fragment()
+
 
 # --------------------------------------------------------------------------
 # Raw win rates
@@ -461,9 +460,11 @@ _GLM_RIDGE = 1e-6
 def _known_rows(others: pl.DataFrame, difficulty: dict, key: str, notes, who):
     """Rows whose instruction has a difficulty; a model with none is an error."""
     known = others.with_columns(known=pl.col(key).is_in(list(difficulty)))
-    per = known.group_by("model", maintain_order=True).agg(
-        k=pl.col("known").sum(), n=pl.len()
-    )
+    # Null preferences weigh nothing in the fit and are counted as null
+    # already; only rows with a preference and no difficulty are news.
+    per = known.filter(pl.col("preference").is_not_null()).group_by(
+        "model", maintain_order=True
+    ).agg(k=pl.col("known").sum(), n=pl.len())
     for m, k, n in per.iter_rows():
         if k == 0:
             raise InputError(
@@ -471,9 +472,11 @@ def _known_rows(others: pl.DataFrame, difficulty: dict, key: str, notes, who):
                 "the table given does not overlap its annotations"
             )
         if k < n:
-            notes.append(f"{m}: {n - k} rows without a difficulty left out of LC")
+            notes.append(f"{m}: {n - k} rows with a preference but no difficulty "
+                         "left out of LC")
             warnings.warn(
-                f"{m}: {n - k} rows have no difficulty and are left out of its LC",
+                f"{m}: {n - k} rows with a preference have no difficulty and are "
+                "left out of its LC",
                 DataQualityWarning,
                 stacklevel=who,
             )
@@ -734,7 +737,22 @@ def read_difficulty(path) -> tuple[dict, str]:
     return dict(zip(df[key].to_list(), df[value].cast(pl.Float64).to_list())), alignment
 
 
-def compare_leaderboard(result: WinRateResult, published) -> dict:
+def read_published(published, *, name: str | None = None) -> pl.DataFrame:
+    """A published AlpacaEval leaderboard (a path or a DataFrame), checked to
+    have the columns :func:`compare_leaderboard` reads."""
+    from rlhf_diag.io import read_table
+
+    pub = published if isinstance(published, pl.DataFrame) else read_table(published)
+    missing = [c for c in ("win_rate", "n_wins") if c not in pub.columns]
+    if missing:
+        raise InputError(
+            f"{name or published}: no column {', '.join(missing)} (AlpacaEval's "
+            "leaderboard CSV expected)"
+        )
+    return pub
+
+
+def compare_leaderboard(result: WinRateResult, published, *, name: str | None = None) -> dict:
     """Compare win rates and LC with a published leaderboard table.
 
     Parameters
@@ -743,6 +761,8 @@ def compare_leaderboard(result: WinRateResult, published) -> dict:
     published : polars.DataFrame or path
         AlpacaEval's leaderboard CSV: model names in the first column,
         ``win_rate``, ``n_wins`` and ``length_controlled_winrate``.
+    name : str, optional
+        What errors call the table (default: its path).
 
     Returns
     -------
@@ -753,14 +773,15 @@ def compare_leaderboard(result: WinRateResult, published) -> dict:
     """
     from scipy.stats import spearmanr
 
-    from rlhf_diag.io import read_table
-
-    pub = published if isinstance(published, pl.DataFrame) else read_table(published)
+    where = name or (
+        "the published table" if isinstance(published, pl.DataFrame) else str(published)
+    )
+    pub = read_published(published, name=where)
     first = pub.columns[0]
     pubd = {r[first]: r for r in pub.iter_rows(named=True)}
     both = [m for m in result.models if m in pubd and m != result.baseline]
     if not both:
-        raise InputError("no model of the result is in the published table")
+        raise InputError(f"{where}: no model of the result is in it")
     ours = [result.models[m] for m in both]
     out = {
         "n_models": len(both),

@@ -23,7 +23,8 @@ def add_arguments(p) -> None:
                    help="input format (detected from the columns when omitted)")
     p.add_argument("--file-type", choices=TABLE_FORMATS, default=None,
                    help="file type (detected from the file name when omitted)")
-    p.add_argument("--prompt-col", default="prompt")
+    p.add_argument("--prompt-col", default=None,
+                   help="prompt column (default: 'prompt' when the file has one)")
     p.add_argument("--chosen-col", default="chosen")
     p.add_argument("--rejected-col", default="rejected")
     p.add_argument("--truncate", type=positive_int, default=None, metavar="N",

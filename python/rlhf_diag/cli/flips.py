@@ -49,6 +49,13 @@ def add_arguments(p) -> None:
         metavar="OUT",
         help="write summary and per-item outcomes as JSON (keys in docs/sycophancy.md)",
     )
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="PATH.html",
+        help="write a self-contained HTML report (rates plot, example replies)",
+    )
 
 
 def run(args) -> int:
@@ -60,6 +67,7 @@ def run(args) -> int:
     from rlhf_diag.sycophancy.flips import analyse_flips
 
     check_output(args.json, "--json")
+    check_output(args.report, "--report")
     with stage(f"reading and scoring {len(args.paths)} file(s)"):
         res = analyse_flips(
             args.paths, dataset=args.dataset, model=args.model, compare=args.compare
@@ -71,4 +79,10 @@ def run(args) -> int:
     if args.json:
         args.json.write_text(json.dumps(res.to_dict(), indent=2, default=str))
         print(f"wrote {args.json}", file=sys.stderr)
+    if args.report:
+        from rlhf_diag.report import write_report
+
+        with stage(f"writing {args.report}"):
+            write_report(res, args.report)
+        print(f"wrote {args.report}", file=sys.stderr)
     return 0

@@ -12,6 +12,8 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from rlhf_diag.cli._args import check_output
+from rlhf_diag.cli._progress import stage
 from rlhf_diag.exceptions import InputError, UndefinedStatisticError
 from rlhf_diag.io import TABLE_FORMATS
 from rlhf_diag.kl import (
@@ -61,8 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--aggregation",
         choices=("sum", "mean"),
-        default="sum",
-        help="per-sequence sum (PPO) or per-token mean of the KL in the objective",
+        default=None,
+        help="per-sequence sum (PPO; default) or per-token mean of the KL in the "
+        "objective (--beta) and the reward-vs-KL curve",
     )
     parser.add_argument(
         "--clamp",
@@ -71,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="clamp per-token values; write --clamp=-10,10 for negative bounds",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write JSON here")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="PATH.html",
+        help="write a self-contained HTML report (histograms, reward vs KL)",
+    )
 
 
 def _table(est, token_mean: dict | None) -> Table:
@@ -113,6 +122,9 @@ def _check_options(args: argparse.Namespace) -> None:
     """Refuse bad options before reading or computing anything."""
     if args.beta is not None and not (math.isfinite(args.beta) and args.beta >= 0):
         raise InputError(f"--beta must be finite and >= 0, got {args.beta}")
+    check_output(args.report, "--report")
+    args.aggregation_given = args.aggregation is not None
+    args.aggregation = args.aggregation or "sum"
     if args.json is None:
         return
     folder = args.json.parent
@@ -175,9 +187,16 @@ def _compute(frame: pl.DataFrame, args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     _check_options(args)
-    frame = read_rollouts(args.path, args.format)
+    with stage(f"reading {args.path}"):
+        frame = read_rollouts(args.path, args.format)
     _check_columns(frame, args)
-    est, obj, curve = _compute(frame, args)
+    with stage(f"estimating KL over {frame.height} sequences"):
+        est, obj, curve = _compute(frame, args)
+    if args.aggregation_given and obj is None and curve is None:
+        raise InputError(
+            "--aggregation applies to the objective (--beta) and the reward-vs-KL "
+            "curve (rewards with a step column); neither was asked for"
+        )
     out = est.to_dict()
     if obj is not None:
         out["objective"] = obj.to_dict()
@@ -192,7 +211,9 @@ def run(args: argparse.Namespace) -> int:
             f"(there a k1 penalty acts as a bonus)"
         )
     if args.clamp is not None:
-        console.print(f"clamp {args.clamp}: tokens changed {est.clamped}")
+        changed = ", ".join(f"{k} {v}" for k, v in est.clamped.items())
+        console.print(f"clamp to [{args.clamp[0]:g}, {args.clamp[1]:g}]: tokens "
+                      f"changed per estimator: {changed}")
     if obj is not None:
         console.print(obj.summary())
     if curve is not None:
@@ -203,4 +224,12 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise InputError(f"--json {args.json}: cannot write ({exc})") from None
         console.print(f"wrote {args.json}")
+    if args.report is not None:
+        from rlhf_diag.report import write_report
+
+        with stage(f"writing {args.report}"):
+            write_report(est, args.report, source=str(args.path), objective=obj,
+                         curve=curve, estimator=args.estimator,
+                         aggregation=args.aggregation)
+        console.print(f"wrote {args.report}")
     return 0

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from rlhf_diag.cli._args import check_output
+from rlhf_diag.cli._progress import stage
 from rlhf_diag.exceptions import InputError
 
 NAME = "leaderboard"
@@ -60,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="style control on length and markdown counts of these answer columns",
     )
     parser.add_argument("--json", metavar="PATH", help="write the leaderboard as JSON")
+    parser.add_argument(
+        "--report",
+        metavar="PATH.html",
+        help="write a self-contained HTML report (ratings plot, win-rate heatmap)",
+    )
 
 
 def _pairs(values: list[str], what: str) -> list[tuple[str, str]]:
@@ -87,7 +94,9 @@ def _render(lb) -> None:
     from rich.table import Table
 
     table = Table(title=lb._header(), title_justify="left")
-    for col, just in [
+    # Components fitted separately (--components separate): say which.
+    split = any(r["component"] != 0 for r in lb.rows)
+    for col, just in [("component", "right")] * split + [
         ("rank", "right"),
         ("ub", "right"),
         ("model", "left"),
@@ -103,6 +112,7 @@ def _render(lb) -> None:
             table.add_column(col, justify=just, no_wrap=True)
     for r in lb.rows:
         table.add_row(
+            *[str(r["component"])] * split,
             "-" if r["rank"] is None else str(r["rank"]),
             "-" if r["rank_ub"] is None else str(r["rank_ub"]),
             r["model"],
@@ -132,28 +142,39 @@ def _interval(r) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rlhf_diag.leaderboard import CLI_OPTION_NAMES, option_names
+
+    # Library messages name this command's options, not Python keywords.
+    with option_names(CLI_OPTION_NAMES):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rlhf_diag.leaderboard import fit_leaderboard
 
+    _check_outputs(args)
     if args.style_cols or args.style_text:
         return _run_style(args)
-    lb = fit_leaderboard(
-        args.path,
-        format=args.format,
-        model_a=args.model_a_col,
-        model_b=args.model_b_col,
-        winner=args.winner_col,
-        weight=args.weight_col,
-        labels=dict(_pairs(args.label, "--label")) or None,
-        ties=args.ties,
-        alpha=args.alpha,
-        anchor=_anchor(args.anchor),
-        scale=args.scale,
-        bootstrap=args.bootstrap,
-        seed=args.seed,
-        level=args.level,
-        components=args.components,
-        n_jobs=args.threads,
-    )
+    rounds = f", bootstrap {args.bootstrap} rounds" if args.bootstrap > 0 else ""
+    with stage(f"reading {args.path} and fitting{rounds}"):
+        lb = fit_leaderboard(
+            args.path,
+            format=args.format,
+            model_a=args.model_a_col,
+            model_b=args.model_b_col,
+            winner=args.winner_col,
+            weight=args.weight_col,
+            labels=dict(_pairs(args.label, "--label")) or None,
+            ties=args.ties,
+            alpha=args.alpha,
+            anchor=_anchor(args.anchor),
+            scale=args.scale,
+            bootstrap=args.bootstrap,
+            seed=args.seed,
+            level=args.level,
+            components=args.components,
+            n_jobs=args.threads,
+        )
     _output(lb, args)
     return 0
 
@@ -165,9 +186,23 @@ def _output(lb, args: argparse.Namespace) -> None:
             f"style {x['feature']}: coef {_num(x['coef'])}, se {_num(x['se'])}, "
             f"interval [{_num(x['ci_low'])}, {_num(x['ci_high'])}]"
         )
+    if lb.style_dropped:
+        print("style left out (never varies): " + ", ".join(lb.style_dropped))
     if args.json:
         text = json.dumps(lb.to_dict(), indent=2, allow_nan=False)
         Path(args.json).write_text(text + "\n", encoding="utf-8")
+    if args.report:
+        from rlhf_diag.report import write_report
+
+        with stage(f"writing {args.report}"):
+            write_report(lb, args.report, source=str(args.path))
+        print(f"wrote {args.report}", file=sys.stderr)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse output paths in missing folders before reading or fitting."""
+    check_output(args.json and Path(args.json), "--json")
+    check_output(args.report and Path(args.report), "--report")
 
 
 def _run_style(args: argparse.Namespace) -> int:
@@ -184,23 +219,24 @@ def _run_style(args: argparse.Namespace) -> int:
             )
     if args.ties not in ("half", "drop"):
         raise InputError("style control supports --ties half or drop")
-    lb = fit_style_controlled(
-        args.path,
-        style=[c.strip() for c in args.style_cols.split(",")]
-        if args.style_cols
-        else None,
-        style_text=text,
-        format=args.format,
-        model_a=args.model_a_col,
-        model_b=args.model_b_col,
-        winner=args.winner_col,
-        weight=args.weight_col,
-        labels=dict(_pairs(args.label, "--label")) or None,
-        ties=args.ties,
-        alpha=args.alpha,
-        anchor=_anchor(args.anchor),
-        scale=args.scale,
-        level=args.level,
-    )
+    with stage(f"reading {args.path} and fitting with style control"):
+        lb = fit_style_controlled(
+            args.path,
+            style=[c.strip() for c in args.style_cols.split(",")]
+            if args.style_cols
+            else None,
+            style_text=text,
+            format=args.format,
+            model_a=args.model_a_col,
+            model_b=args.model_b_col,
+            winner=args.winner_col,
+            weight=args.weight_col,
+            labels=dict(_pairs(args.label, "--label")) or None,
+            ties=args.ties,
+            alpha=args.alpha,
+            anchor=_anchor(args.anchor),
+            scale=args.scale,
+            level=args.level,
+        )
     _output(lb, args)
     return 0

@@ -137,13 +137,16 @@ def _model(args):
 
 
 def run(args) -> int:
+    from rlhf_diag.cli._progress import stage
     from rlhf_diag.sycophancy.questions import load_questions
     from rlhf_diag.sycophancy.runner import run_pushback
 
-    questions = load_questions(
-        args.questions, data_root=args.data_root, limit=args.limit, seed=args.seed
-    )
-    model = _model(args)
+    with stage("loading questions"):
+        questions = load_questions(
+            args.questions, data_root=args.data_root, limit=args.limit, seed=args.seed
+        )
+    with stage("loading the model"):
+        model = _model(args)
     kw = {
         "template": args.template,
         "model_name": args.model_name,

@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="input layout (default: detected from the columns)")
     p.add_argument("--file-type", choices=TABLE_FORMATS, default=None)
-    p.add_argument("--prompt-col", default="prompt")
+    p.add_argument("--prompt-col", default=None,
+                   help="prompt column (default: 'prompt' when the file has one)")
     p.add_argument("--chosen-col", default="chosen")
     p.add_argument("--rejected-col", default="rejected")
     p.add_argument(
@@ -58,11 +59,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the fit and evaluation as JSON")
 
 
+def _n(k: int, noun: str) -> str:
+    return f"{k} {noun}" + ("" if k == 1 else "s")
+
+
 def _table(model):
     from rich.table import Table
 
     fit = model.fit
-    t = Table(title=f"reward model: {model.n_pairs} pairs, {len(model.feature_names)} features",
+    t = Table(title=f"reward model: {_n(model.n_pairs, 'pair')}, "
+                    f"{_n(len(model.feature_names), 'feature')}",
               title_justify="left")
     scales = model.scales or (None,) * len(model.feature_names)
     cols = ["feature", "coef", "95% interval"]
@@ -96,24 +102,37 @@ def run(args) -> int:
         ps = load_pairs(args.path, args.format, prompt_col=args.prompt_col,
                         chosen_col=args.chosen_col, rejected_col=args.rejected_col,
                         file_type=args.file_type)
+    embeddings = None
+    if args.embed:
+        from rlhf_diag.reward import embed_texts
+
+        prompt = ps.frame["prompt"]
+        with stage(f"embedding {2 * ps.n_pairs} prompt + response texts with MiniLM "
+                   "(a few texts a second on a CPU)"):
+            embeddings = (
+                embed_texts((prompt + ps.frame["chosen"]).to_list()),
+                embed_texts((prompt + ps.frame["rejected"]).to_list()),
+            )
     with stage(f"fitting on {ps.n_pairs} pairs with {args.folds}-fold evaluation"):
         model = feature_reward_model(
-            ps, style=not args.no_style, numeric=args.numeric, embed=args.embed,
+            ps, style=not args.no_style, numeric=args.numeric, embeddings=embeddings,
             k=args.folds, random_state=args.seed, l2=args.l2, l1=args.l1,
             n_jobs=args.threads,
         )
     console = output_console(100)
-    console.print(f"{ps.source}: {ps.n_rows_read} rows read, {ps.n_pairs} pairs kept")
+    left_out = ps.n_pairs - model.n_pairs
+    console.print(
+        f"{ps.source}: {ps.n_rows_read} rows read, {_n(ps.n_pairs, 'pair')} loaded"
+        + (f", {left_out} left out for missing values (above)" if left_out else "")
+        + f", {_n(model.n_pairs, 'pair')} fitted"
+    )
     for line in ps.skipped.describe():
         console.print(line)
-    for s in model.skipped:
-        console.print(f"{s['count']} pairs left out: {s['reason']} "
-                      f"(rows {', '.join(map(str, s['rows']))})")
     if model.dropped:
         console.print("never differ, left out: " + ", ".join(model.dropped))
     cv = model.cv
     if cv["accuracy"] is None:
-        console.print("held-out evaluation refused")
+        console.print(f"held-out evaluation refused: {cv.get('undefined', '')}")
     else:
         console.print(f"{cv['k']}-fold held-out accuracy {cv['accuracy']:.4f} "
                       f"(a zero margin counts half), log-loss {cv['log_loss']:.4f}; "
@@ -121,6 +140,15 @@ def run(args) -> int:
     fit = model.fit
     console.print(f"fit: {fit.status} after {fit.n_iter_} iterations "
                   f"({fit.solver}, {fit.penalty}), max |gradient| {fit.grad_norm_:.2g}")
+    if fit.separated_features:
+        console.print(
+            "separation: " + ", ".join(fit.separated_features)
+            + (" always favour one side in some direction; the estimates are finite "
+               "only because of the ridge (--l2) and grow without it"
+               if fit.l2 > 0 else " separate the pairs: no finite estimate")
+        )
+    if fit.coef_ is not None and fit.se_ is None and fit.se_reason:
+        console.print(f"no intervals: {fit.se_reason}")
     if fit.coef_ is None:
         console.print(f"coefficients refused: {fit.refused_reason}")
     elif len(model.feature_names) <= 64:

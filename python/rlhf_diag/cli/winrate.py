@@ -14,6 +14,16 @@ HELP = (
 )
 
 
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "paths",
@@ -39,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--anchor-slope",
-        type=float,
+        type=_finite,
         default=None,
         help="length slope of the gamed-baseline anchor (default -1.613)",
     )
@@ -53,28 +63,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="published leaderboard to compare with (AlpacaEval's CSV)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write JSON here")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="PATH.html",
+        help="write a self-contained HTML report (raw vs length-controlled plot)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from rlhf_diag.cli._args import check_output
     from rlhf_diag.cli._progress import stage
+    from rlhf_diag.exceptions import InputError
     from rlhf_diag.winrate import (
         ANCHOR_SLOPE,
         compare_leaderboard,
         read_annotations,
         read_difficulty,
+        read_published,
         win_rates,
     )
 
+    check_output(args.json, "--json")
+    check_output(args.report, "--report")
+    if args.no_anchor and args.anchor_slope is not None:
+        raise InputError("--no-anchor and --anchor-slope contradict each other; give one")
+    published = None
+    if args.compare is not None:
+        # Read and checked before the work, so that a bad table fails first.
+        published = read_published(args.compare)
     difficulty, alignment = None, args.alignment or "instruction"
     if args.difficulty is not None:
         difficulty, implied = read_difficulty(args.difficulty)
         alignment = args.alignment or implied
-    with stage("reading annotations"):
+    with stage(f"reading annotations from {len(args.paths)} path(s)"):
         frame = read_annotations(args.paths)
     slope = args.anchor_slope if args.anchor_slope is not None else ANCHOR_SLOPE
     if args.no_anchor:
         slope = None
-    with stage("fitting"):
+    with stage("fitting (difficulty and one length-controlled GLM per model)"):
         res = win_rates(
             frame,
             baseline=args.baseline,
@@ -86,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     print(res.summary())
     out = res.to_dict()
     if args.compare is not None:
-        cmp = compare_leaderboard(res, args.compare)
+        cmp = compare_leaderboard(res, published, name=str(args.compare))
         out["comparison"] = cmp
         print(
             f"\nagainst {args.compare.name}: {cmp['n_models']} models in both, "
@@ -102,4 +129,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
+    if args.report is not None:
+        from rlhf_diag.report import write_report
+
+        source = ", ".join(str(p) for p in args.paths)
+        with stage(f"writing {args.report}"):
+            write_report(res, args.report, source=source)
+        print(f"wrote {args.report}", file=sys.stderr)
     return 0

@@ -30,14 +30,18 @@ __all__ = ["Page", "Section", "build_page", "plots", "write_report"]
 
 @singledispatch
 def build_page(result, *, examples=None, max_chars: int = 600,
-               figures: bool = True) -> Page:
+               figures: bool = True, **context) -> Page:
     """The report :class:`Page` of a result object.
 
     Parameters
     ----------
     result
-        A result object with a registered page builder
-        (:class:`~rlhf_diag.audit.AuditResult`).
+        A result object with a registered page builder:
+        :class:`~rlhf_diag.audit.AuditResult`,
+        :class:`~rlhf_diag.leaderboard.Leaderboard`,
+        :class:`~rlhf_diag.winrate.WinRateResult`,
+        :class:`~rlhf_diag.kl.KLEstimates` or
+        :class:`~rlhf_diag.sycophancy.flips.FlipResult`.
     examples
         Where example rows are quoted from: the
         :class:`~rlhf_diag.pairs.PairSet` (or its frame) the analysis ran on.
@@ -46,12 +50,18 @@ def build_page(result, *, examples=None, max_chars: int = 600,
         Each quoted text is cut to this many characters.
     figures
         Draw plots (needs matplotlib; left out with a note when missing).
+    **context
+        What a page shows beside the result, per result class: ``source``
+        (the input's name, as the page's subtitle) for a leaderboard or win
+        rates; ``objective`` (:class:`~rlhf_diag.kl.KLObjective`),
+        ``curve`` (:class:`~rlhf_diag.kl.RewardKLCurve`), ``estimator``,
+        ``aggregation`` and ``source`` for KL estimates.
     """
     raise TypeError(f"no report page for {type(result).__name__}")
 
 
 def write_report(result, path: str | Path, *, examples=None,
-                 max_chars: int = 600) -> Path:
+                 max_chars: int = 600, **context) -> Path:
     """Write ``result``'s self-contained HTML report to ``path``.
 
     Parameters are those of :func:`build_page`; plots are required here.
@@ -62,15 +72,28 @@ def write_report(result, path: str | Path, *, examples=None,
         When matplotlib is missing (``pip install 'rlhf_diag[report]'``).
     """
     plots.require()
-    page = build_page(result, examples=examples, max_chars=max_chars, figures=True)
+    page = build_page(result, examples=examples, max_chars=max_chars, figures=True,
+                      **context)
     return page.write(path)
 
 
 def _register() -> None:
     from rlhf_diag.audit import AuditResult
+    from rlhf_diag.kl import KLEstimates
+    from rlhf_diag.leaderboard import Leaderboard
     from rlhf_diag.report.audit import audit_page
+    from rlhf_diag.report.flips import flips_page
+    from rlhf_diag.report.kl import kl_page
+    from rlhf_diag.report.leaderboard import leaderboard_page
+    from rlhf_diag.report.winrate import winrate_page
+    from rlhf_diag.sycophancy.flips import FlipResult
+    from rlhf_diag.winrate import WinRateResult
 
     build_page.register(AuditResult, audit_page)
+    build_page.register(Leaderboard, leaderboard_page)
+    build_page.register(WinRateResult, winrate_page)
+    build_page.register(KLEstimates, kl_page)
+    build_page.register(FlipResult, flips_page)
 
 
 _register()

@@ -219,11 +219,12 @@ def _quality(page: Page, res: AuditResult, frame, limit: int) -> None:
 
 
 def audit_page(res: AuditResult, *, examples=None, max_chars: int = 600,
-               figures: bool = True) -> Page:
-    """Build the audit report page (see :func:`rlhf_diag.report.build_page`)."""
+               figures: bool = True, source: str | None = None) -> Page:
+    """Build the audit report page (see :func:`rlhf_diag.report.build_page`);
+    ``source`` replaces the result's own source as the subtitle."""
     frame = _example_frame(res, examples)
     figures = figures and plots.available()
-    page = Page("Preference data audit", subtitle=res.source,
+    page = Page("Preference data audit", subtitle=source or res.source,
                 footer=f"rlhf_diag {_version()} · every statistic is in the "
                        "--json output (docs/audit.md)")
     _summary(page, res)

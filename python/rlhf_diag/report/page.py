@@ -110,7 +110,8 @@ def cell(value) -> str:
     return str(value)
 
 
-_NUMERIC_TEXT = re.compile(r"^(—|[-+−]?[\d.]+(e[-+]?\d+)?|\[[-\d., e+]+\])$")
+_NUMERIC_TEXT = re.compile(
+    r"^(—|[-+−]?[\d.]+(e[-+]?\d+)?%?|[-+]inf|\[[-\d., e+inf]+\])$")
 
 
 def _is_number(value) -> bool:

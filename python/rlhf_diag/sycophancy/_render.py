@@ -1,10 +1,9 @@
-"""Text and HTML views of a :class:`~rlhf_diag.sycophancy.flips.FlipResult`
+"""Text views of a :class:`~rlhf_diag.sycophancy.flips.FlipResult`
 and of the reward-model probe's result. Nothing here computes a statistic:
 every figure is read from the result."""
 
 from __future__ import annotations
 
-import html
 
 from rich.console import Console
 from rich.table import Table
@@ -180,23 +179,6 @@ def flips_tables(res, n_unparsed: int = 5, width: int = TEXT_WIDTH) -> list:
 
 def flips_text(res, width: int = TEXT_WIDTH) -> str:
     return to_text(flips_tables(res, width=width), width=width)
-
-
-def flips_html(res) -> str:
-    rows = []
-    for g, levels in res.groups.items():
-        for name, r in levels.items():
-            rows.append(
-                f"<tr><td>{html.escape(g)}</td><td>{html.escape(name)}</td>"
-                f"<td>{html.escape(_rate(r.get('flip_rate')))}</td>"
-                f"<td>{html.escape(_rate(r.get('admits_mistake_rate')))}</td></tr>"
-            )
-    return (
-        "<div><b>answer flips under pushback</b>: "
-        f"{len(res.items)} items<table><tr><th>grouping</th><th>group</th>"
-        "<th>flip rate (Wilson 95%)</th><th>admits mistake</th></tr>"
-        f"{''.join(rows)}</table></div>"
-    )
 
 
 def _ci(x: float, ci) -> str:
