@@ -52,3 +52,13 @@ def test_winrate_options_are_checked_before_the_work(shared_data, tmp_path, caps
     cap = capsys.readouterr()
     assert f"{table}: no column win_rate, n_wins" in cap.err
     assert cap.out == ""  # refused before any table was printed
+
+
+def test_winrate_warns_when_difficulty_rests_on_few_models(shared_data):
+    from rlhf_diag.exceptions import DataQualityWarning
+    from rlhf_diag.winrate import read_annotations, win_rates
+
+    frame = read_annotations([shared_data / "alpaca_eval" / "results" / "claude-2"])
+    with pytest.warns(DataQualityWarning, match="estimated from 1 model"):
+        res = win_rates(frame)
+    assert any("estimated from 1 model" in n for n in res.notes)

@@ -456,6 +456,10 @@ _GLM_NAMES = ("np.tanh(std_delta_len)", "instruction_difficulty", "model")
 #: difference or difficulty) from making the Hessian singular.
 _GLM_RIDGE = 1e-6
 
+#: Fewer non-baseline models than this make the jointly estimated instruction
+#: difficulty mostly a model's own wins, and a warning says so.
+FEW_MODELS = 5
+
 
 def _known_rows(others: pl.DataFrame, difficulty: dict, key: str, notes, who):
     """Rows whose instruction has a difficulty; a model with none is an error."""
@@ -649,6 +653,16 @@ def win_rates(
     source = "given" if difficulty is not None else "estimated jointly"
     if length_controlled and difficulty is None and others.height:
         difficulty = estimate_difficulty(others, alignment=alignment, l2=difficulty_l2)
+        n_models = others["model"].n_unique()
+        if n_models < FEW_MODELS:
+            msg = (
+                f"instruction difficulty estimated from {n_models} model(s) only: "
+                "the difficulty then mostly restates these models' own results and "
+                "their LC can move by points against a joint estimate over many "
+                f"models; give more models (>= {FEW_MODELS}) or a difficulty table"
+            )
+            notes.append(msg)
+            warnings.warn(msg, DataQualityWarning, stacklevel=2)
     lc = {}
     if length_controlled and others.height:
         anchor = None

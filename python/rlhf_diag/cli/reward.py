@@ -134,9 +134,9 @@ def run(args) -> int:
     if cv["accuracy"] is None:
         console.print(f"held-out evaluation refused: {cv.get('undefined', '')}")
     else:
-        console.print(f"{cv['k']}-fold held-out accuracy {cv['accuracy']:.4f} "
-                      f"(a zero margin counts half), log-loss {cv['log_loss']:.4f}; "
-                      f"0.5 is chance")
+        console.print(f"{cv['k']}-fold held-out accuracy {cv['accuracy']:.4f} over "
+                      f"{_n(model.n_pairs, 'held-out pair')} (a zero margin counts "
+                      f"half), log-loss {cv['log_loss']:.4f}; 0.5 is chance")
     fit = model.fit
     console.print(f"fit: {fit.status} after {fit.n_iter_} iterations "
                   f"({fit.solver}, {fit.penalty}), max |gradient| {fit.grad_norm_:.2g}")
