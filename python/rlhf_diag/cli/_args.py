@@ -26,6 +26,24 @@ def at_least(low: int):
 positive_int = at_least(1)
 
 
+def finite_float(low: float | None = None):
+    """An argparse type: a finite number, at least ``low`` when given."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"expected a number >= {low:g}, got {text}")
+        return value
+
+    parse.__name__ = "finite number" if low is None else f"number >= {low:g}"
+    return parse
+
+
 def check_output(path: Path | None, option: str) -> None:
     """Refuse an output path whose folder does not exist, before computing."""
     if path is None:

@@ -8,23 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-from rlhf_diag.cli._args import at_least, check_output, positive_int
+from rlhf_diag.cli._args import at_least, check_output, finite_float, positive_int
 
 NAME = "reward"
 HELP = (
     "fit a reward model on feature differences of chosen vs rejected: style "
     "counts, numeric columns you name, MiniLM embeddings"
 )
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,8 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="leave out the 12 style-count differences")
     p.add_argument("--embed", action="store_true",
                    help="add MiniLM embeddings of prompt + response (torch extra)")
-    p.add_argument("--l2", type=_non_negative, default=1.0, help="ridge strength (default 1)")
-    p.add_argument("--l1", type=_non_negative, default=0.0, help="lasso strength (default 0)")
+    p.add_argument("--l2", type=finite_float(0.0), default=1.0, help="ridge strength (default 1)")
+    p.add_argument("--l1", type=finite_float(0.0), default=0.0, help="lasso strength (default 0)")
     p.add_argument("--folds", type=at_least(2), default=5,
                    help="folds of the held-out evaluation (default 5)")
     p.add_argument("--seed", type=int, default=0)

@@ -7,21 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+from rlhf_diag.cli._args import finite_float
+
 NAME = "winrate"
 HELP = (
     "AlpacaEval win rates and length-controlled win rates from annotation files "
     "or folders"
 )
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--anchor-slope",
-        type=_finite,
+        type=finite_float(),
         default=None,
         help="length slope of the gamed-baseline anchor (default -1.613)",
     )
