@@ -34,6 +34,7 @@
 //! vectorised exp is the next step if the asv ratio asks for it.
 
 mod estimate;
+mod expm1;
 mod full;
 
 pub use estimate::{reduce, token_values, Clamp, Estimator, Reduction, LOGPROB_TOL};
