@@ -314,8 +314,16 @@ impl Lanes {
                 self.n[l] += keep[i] & 1;
                 self.policy[l] += pl[i];
                 self.reference[l] += ql[i];
-                self.max_p[l] = if pl[i] > self.max_p[l] { pl[i] } else { self.max_p[l] };
-                self.max_q[l] = if ql[i] > self.max_q[l] { ql[i] } else { self.max_q[l] };
+                self.max_p[l] = if pl[i] > self.max_p[l] {
+                    pl[i]
+                } else {
+                    self.max_p[l]
+                };
+                self.max_q[l] = if ql[i] > self.max_q[l] {
+                    ql[i]
+                } else {
+                    self.max_q[l]
+                };
                 self.max_x[l] = if x > self.max_x[l] { x } else { self.max_x[l] };
             }
         }
@@ -401,7 +409,10 @@ fn sum_span_body<const CLAMP: bool>(
     }
     #[allow(clippy::cast_possible_wrap)]
     let last = match mask {
-        Some(m) => m.iter().rposition(|&k| k != 0).map_or(-1, |j| (start + j) as i64),
+        Some(m) => m
+            .iter()
+            .rposition(|&k| k != 0)
+            .map_or(-1, |j| (start + j) as i64),
         None => last_of_unmasked(start, p.len()),
     };
     acc.finish(last)
@@ -666,7 +677,10 @@ mod tests {
         };
         for len in (0..=3 * BLOCK + 1).chain([1000, 1001]) {
             let p: Vec<f64> = (0..len).map(|_| -4.0 * unif()).collect();
-            let mut q: Vec<f64> = p.iter().map(|&x| (x + 2.0 * unif() - 1.0).min(0.0)).collect();
+            let mut q: Vec<f64> = p
+                .iter()
+                .map(|&x| (x + 2.0 * unif() - 1.0).min(0.0))
+                .collect();
             let mut m: Vec<u8> = (0..len).map(|_| u8::from(unif() < 0.7) * 3).collect();
             if len > 2 {
                 q[len / 2] = -1e-9; // a tiny ratio somewhere
