@@ -165,8 +165,15 @@ pub fn text_features_with_threads(
 /// whole-text counters and give the line ends (and which lines hold a
 /// marker byte), and each line is handled as its end is reached.
 #[must_use]
-#[inline(always)]
 pub fn features_of(text: &str) -> [u32; N_FEATURES] {
+    sweep::<false>(text)
+}
+
+/// [`features_of`], with the block masks from 32-byte AVX2 comparisons
+/// when `WIDE` (only instantiated by [`fill_rows_avx2`], after the CPU
+/// check); the masks, and so the counts, are the same either way.
+#[inline(always)]
+fn sweep<const WIDE: bool>(text: &str) -> [u32; N_FEATURES] {
     let b = text.as_bytes();
     let mut counts = [0u32; N_FEATURES];
     let mut whole = WholeText {
@@ -176,7 +183,7 @@ pub fn features_of(text: &str) -> [u32; N_FEATURES] {
     let mut lines = Lines::default();
     let mut i = 0;
     while let Some(block) = b.get(i..i + BLOCK) {
-        let m = Masks::of(block.try_into().unwrap_or(&[0; BLOCK]));
+        let m = Masks::choose::<WIDE>(block.try_into().unwrap_or(&[0; BLOCK]));
         let next = if m.non_ascii == 0 {
             whole.ascii_block(b, i, &m);
             i + BLOCK
@@ -192,7 +199,7 @@ pub fn features_of(text: &str) -> [u32; N_FEATURES] {
     let mut tail = [0u8; BLOCK]; // NUL padding: in no mask
     tail[..rest.len()].copy_from_slice(rest);
     whole.bytes(text, i, b.len());
-    lines.block(text, i, &Masks::of(&tail), &mut counts);
+    lines.block(text, i, &Masks::choose::<WIDE>(&tail), &mut counts);
     lines.line(text, b.len(), &mut counts);
     whole.store(&mut counts);
     counts
@@ -247,7 +254,7 @@ fn fill_rows(
         // SAFETY: the running CPU has both features, checked just above.
         return unsafe { fill_rows_avx2(first, chunk, offsets, data) };
     }
-    fill_rows_body(first, chunk, offsets, data)
+    fill_rows_body::<false>(first, chunk, offsets, data)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -258,12 +265,12 @@ fn fill_rows_avx2(
     offsets: &[i64],
     data: &[u8],
 ) -> std::result::Result<(), (usize, String)> {
-    fill_rows_body(first, chunk, offsets, data)
+    fill_rows_body::<true>(first, chunk, offsets, data)
 }
 
 /// Offsets were validated, so the casts and slices cannot fail.
 #[inline(always)]
-fn fill_rows_body(
+fn fill_rows_body<const WIDE: bool>(
     first: usize,
     chunk: &mut [u32],
     offsets: &[i64],
@@ -281,7 +288,7 @@ fn fill_rows_body(
                 format!("row {row}: invalid UTF-8 at byte {at} of the text"),
             )
         })?;
-        out.copy_from_slice(&features_of(text));
+        out.copy_from_slice(&sweep::<WIDE>(text));
     }
     Ok(())
 }
@@ -421,11 +428,11 @@ struct WholeText {
 impl WholeText {
     /// The 64 ASCII bytes at `i`, with their masks `m`.
     fn ascii_block(&mut self, b: &[u8], i: usize, m: &Masks) {
-        let (ws, alnum, first) = (m.ws, m.alnum, m.first);
+        let (ws, alnum) = (m.ws, m.alnum);
         let after_ws = (ws << 1) | u64::from(self.prev & WS != 0);
         self.words += (!ws & after_ws).count_ones();
         let after_alnum = (alnum << 1) | u64::from(self.prev & ALNUM != 0);
-        let mut starts = first & !after_alnum;
+        let mut starts = m.opening & !after_alnum;
         while starts != 0 {
             self.phrases_at(b, i + starts.trailing_zeros() as usize);
             starts &= starts - 1;
@@ -492,6 +499,12 @@ impl WholeText {
     }
 }
 
+/// [`Masks::opening`] from the masks of `a`, `i`, `s`, `o`, `p` (ASCII case
+/// folded) and of space or `'`.
+fn openings_mask([a, i, s, o, p, gap]: [u64; 6]) -> u64 {
+    (s & (o >> 1)) | (a & ((p | s) >> 1)) | (i & (gap >> 1)) | ((a | i | s) & 1 << 63)
+}
+
 /// Bit masks of a 64-byte block, bit `j` for byte `j`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Masks {
@@ -499,8 +512,11 @@ struct Masks {
     ws: u64,
     /// ASCII letters and digits.
     alnum: u64,
-    /// Phrase first letters (`is_phrase_first`).
-    first: u64,
+    /// Where a phrase may open: the first two bytes are `so`, `ap`, `as`,
+    /// `i ` or `i'` (ASCII case folded; every phrase opens so, as a test
+    /// checks); at bit 63, where the second byte lies in the next block,
+    /// any first letter `a`, `i`, `s`.
+    opening: u64,
     /// `\n`.
     nl: u64,
     /// Bytes the inline rules need: `*`, `_` (bold), `[` and `:` (links).
@@ -513,6 +529,66 @@ struct Masks {
 }
 
 impl Masks {
+    /// [`Masks::of_avx2`] when `WIDE`, else [`Masks::of`].
+    #[inline(always)]
+    fn choose<const WIDE: bool>(block: &[u8; BLOCK]) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if WIDE {
+            // SAFETY: `WIDE` is only set by `fill_rows_avx2`, which runs
+            // after the check that the CPU has AVX2.
+            return unsafe { Self::of_avx2(block) };
+        }
+        Self::of(block)
+    }
+
+    /// As [`Masks::of`], 32 bytes per comparison.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+    fn of_avx2(block: &[u8; BLOCK]) -> Self {
+        use std::arch::x86_64::{
+            __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
+            _mm256_set1_epi8, _mm256_setzero_si256, _mm256_sub_epi8, _mm256_subs_epu8,
+        };
+        let splat = |x: u8| _mm256_set1_epi8(x as i8);
+        let bits = |v: __m256i, k: usize| u64::from(_mm256_movemask_epi8(v) as u32) << (32 * k);
+        let within = |x: __m256i, lo: u8, hi: u8| {
+            let t = _mm256_subs_epu8(_mm256_sub_epi8(x, splat(lo)), splat(hi - lo));
+            _mm256_cmpeq_epi8(t, _mm256_setzero_si256())
+        };
+        let mut m = Masks::default();
+        let mut letters = [0u64; 6];
+        for k in 0..BLOCK / 32 {
+            // SAFETY: 32 bytes inside the 64-byte array; unaligned allowed.
+            let v = unsafe { _mm256_loadu_si256(block.as_ptr().add(32 * k).cast()) };
+            let is = |x: u8| _mm256_cmpeq_epi8(v, splat(x));
+            let lower = _mm256_or_si256(v, splat(0x20));
+            let lower_is = |x: u8| _mm256_cmpeq_epi8(lower, splat(x));
+            let ws = _mm256_or_si256(is(b' '), within(v, b'\t', b'\r'));
+            let alnum = _mm256_or_si256(within(v, b'0', b'9'), within(lower, b'a', b'z'));
+            m.ws |= bits(ws, k);
+            m.alnum |= bits(alnum, k);
+            for (acc, x) in letters.iter_mut().zip([
+                lower_is(b'a'),
+                lower_is(b'i'),
+                lower_is(b's'),
+                lower_is(b'o'),
+                lower_is(b'p'),
+                _mm256_or_si256(is(b' '), is(b'\'')),
+            ]) {
+                *acc |= bits(x, k);
+            }
+            m.nl |= bits(is(b'\n'), k);
+            m.star |= bits(is(b'*'), k);
+            m.underscore |= bits(is(b'_'), k);
+            m.bracket |= bits(is(b'['), k);
+            m.colon |= bits(is(b':'), k);
+            m.non_ascii |= bits(v, k);
+        }
+        m.opening = openings_mask(letters);
+        m
+    }
+
     /// With SSE2 (part of every x86-64 CPU): 16 bytes per comparison,
     /// one `movemask` per 16 bits.
     #[cfg(target_arch = "x86_64")]
@@ -533,6 +609,7 @@ impl Masks {
                 _mm_cmpeq_epi8(t, _mm_setzero_si128())
             };
             let mut m = Masks::default();
+            let mut letters = [0u64; 6];
             for k in 0..BLOCK / 16 {
                 let v = _mm_loadu_si128(block.as_ptr().add(16 * k).cast());
                 let is = |x: u8| _mm_cmpeq_epi8(v, splat(x));
@@ -540,11 +617,18 @@ impl Masks {
                 let lower_is = |x: u8| _mm_cmpeq_epi8(lower, splat(x));
                 let ws = _mm_or_si128(is(b' '), within(v, b'\t', b'\r'));
                 let alnum = _mm_or_si128(within(v, b'0', b'9'), within(lower, b'a', b'z'));
-                let first =
-                    _mm_or_si128(_mm_or_si128(lower_is(b'a'), lower_is(b'i')), lower_is(b's'));
                 m.ws |= bits(ws, k);
                 m.alnum |= bits(alnum, k);
-                m.first |= bits(first, k);
+                for (acc, x) in letters.iter_mut().zip([
+                    lower_is(b'a'),
+                    lower_is(b'i'),
+                    lower_is(b's'),
+                    lower_is(b'o'),
+                    lower_is(b'p'),
+                    _mm_or_si128(is(b' '), is(b'\'')),
+                ]) {
+                    *acc |= bits(x, k);
+                }
                 m.nl |= bits(is(b'\n'), k);
                 m.star |= bits(is(b'*'), k);
                 m.underscore |= bits(is(b'_'), k);
@@ -552,6 +636,7 @@ impl Masks {
                 m.colon |= bits(is(b':'), k);
                 m.non_ascii |= bits(v, k);
             }
+            m.opening = openings_mask(letters);
             m
         }
     }
@@ -581,7 +666,14 @@ impl Masks {
         Masks {
             ws: mask(block, is_ascii_ws),
             alnum: mask(block, |x| x.is_ascii_alphanumeric()),
-            first: mask(block, is_phrase_first),
+            opening: openings_mask([
+                mask(block, |x| x | 0x20 == b'a'),
+                mask(block, |x| x | 0x20 == b'i'),
+                mask(block, |x| x | 0x20 == b's'),
+                mask(block, |x| x | 0x20 == b'o'),
+                mask(block, |x| x | 0x20 == b'p'),
+                mask(block, |x| x == b' ' || x == b'\''),
+            ]),
             nl: mask(block, |x| x == b'\n'),
             star: mask(block, |x| x == b'*'),
             underscore: mask(block, |x| x == b'_'),
@@ -1052,6 +1144,31 @@ mod tests {
     }
 
     #[test]
+    fn every_phrase_is_a_block_opening_at_every_position() {
+        for p in APOLOGY_PHRASES.iter().chain(&REFUSAL_PHRASES) {
+            for upper in [false, true] {
+                let p = if upper {
+                    p.to_ascii_uppercase()
+                } else {
+                    (*p).to_string()
+                };
+                for j in 0..BLOCK {
+                    let mut block = [b'.'; BLOCK];
+                    let n = p.len().min(BLOCK - j);
+                    block[j..j + n].copy_from_slice(&p.as_bytes()[..n]);
+                    assert!(Masks::of(&block).opening >> j & 1 == 1, "{p} at {j}");
+                }
+            }
+        }
+        let block = *b"is it in an also and a sorry! as ap I'm i.ok s o x...............";
+        let block: [u8; BLOCK] = block[..BLOCK].try_into().unwrap();
+        // "so" inside "also" (14: word starts are checked later), "sorry"
+        // (23), "as" (30), "ap" (33), "I'" (36); "a ", "is", "in" are not.
+        let want = (1u64 << 14) | (1 << 23) | (1 << 30) | (1 << 33) | (1 << 36);
+        assert_eq!(Masks::of(&block).opening, want);
+    }
+
+    #[test]
     fn block_masks_match_the_byte_predicates() {
         // Every byte value at every position, then pseudo-random blocks.
         let mut blocks: Vec<[u8; BLOCK]> = (0..4)
@@ -1069,6 +1186,11 @@ mod tests {
         for block in &blocks {
             let m = Masks::of(block);
             assert_eq!(m, Masks::portable(block), "{block:?}");
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, checked just above.
+                assert_eq!(m, unsafe { Masks::of_avx2(block) }, "{block:?}");
+            }
             for (j, &v) in block.iter().enumerate() {
                 let bit = |mask: u64| mask >> j & 1 == 1;
                 assert_eq!(bit(m.ws), (v as char).is_ascii_whitespace() || v == 0x0B);
