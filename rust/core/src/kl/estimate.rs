@@ -185,7 +185,7 @@ impl SeqStats {
 
 /// Exact path: one token at a time with the C library's `expm1`; runs
 /// for sequences the vectorised path leaves (an argument above
-/// [`expm1::MAX_ARG`] or a bad value), and only tracks a "something was
+/// [`expm1::MAX_ARG`], a bad value, or an overflowing sum), and only tracks a "something was
 /// not finite" flag; [`locate_error`] names the error.
 #[allow(clippy::cast_possible_wrap)]
 fn sum_span_exact<const CLAMP: bool>(
@@ -241,10 +241,8 @@ struct Lanes {
     n: [u64; LANES],
     policy: [f64; LANES],
     reference: [f64; LANES],
-    /// Largest selected policy and reference log-prob and log ratio.
-    max_p: [f64; LANES],
-    max_q: [f64; LANES],
-    max_x: [f64; LANES],
+    /// Largest selected log-prob, policy or reference.
+    max_pq: [f64; LANES],
 }
 
 impl Lanes {
@@ -255,9 +253,7 @@ impl Lanes {
             n: [0; LANES],
             policy: [0.0; LANES],
             reference: [0.0; LANES],
-            max_p: [f64::NEG_INFINITY; LANES],
-            max_q: [f64::NEG_INFINITY; LANES],
-            max_x: [f64::NEG_INFINITY; LANES],
+            max_pq: [f64::NEG_INFINITY; LANES],
         }
     }
 
@@ -310,21 +306,12 @@ impl Lanes {
                         self.clamped[k][l] += touched[k][i];
                     }
                 }
-                let x = ql[i] - pl[i];
                 self.n[l] += keep[i] & 1;
                 self.policy[l] += pl[i];
                 self.reference[l] += ql[i];
-                self.max_p[l] = if pl[i] > self.max_p[l] {
-                    pl[i]
-                } else {
-                    self.max_p[l]
-                };
-                self.max_q[l] = if ql[i] > self.max_q[l] {
-                    ql[i]
-                } else {
-                    self.max_q[l]
-                };
-                self.max_x[l] = if x > self.max_x[l] { x } else { self.max_x[l] };
+                let top = if pl[i] > ql[i] { pl[i] } else { ql[i] };
+                let acc = self.max_pq[l];
+                self.max_pq[l] = if top > acc { top } else { acc };
             }
         }
     }
@@ -349,11 +336,13 @@ impl Lanes {
         // mse is k2, clamped alike.
         s.sums[4] = s.sums[1];
         s.clamped[4] = s.clamped[1];
-        // Non-finite selected values make the k1 sum non-finite (the log
-        // ratio is then ±inf or NaN); large ones go to the exact path.
-        let ok = top(&self.max_p) <= LOGPROB_TOL
-            && top(&self.max_q) <= LOGPROB_TOL
-            && top(&self.max_x) <= expm1::MAX_ARG
+        // A non-finite selected value makes its log-prob sum non-finite
+        // (NaN fails the comparison above it); a log ratio past
+        // `expm1::MAX_ARG` makes k3 +inf. The exact path redoes those
+        // spans (an overflowing log-prob sum, accepted there, included).
+        let ok = top(&self.max_pq) <= LOGPROB_TOL
+            && s.policy.is_finite()
+            && s.reference.is_finite()
             && s.sums.iter().all(|x| x.is_finite());
         (s, ok)
     }

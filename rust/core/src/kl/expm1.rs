@@ -16,9 +16,9 @@
 //! e^x − 1 − x would cancel (see [`k3`]).
 //!
 //! Range: inputs below −60 are taken as −60 (e^−60 is below half an ulp of
-//! 1, so e^x − 1 rounds to −1 either way); inputs above [`MAX_ARG`] are
-//! taken as `MAX_ARG`, so callers must check for them and use the C
-//! library there (the caller's max tracking does). NaN stays NaN.
+//! 1, so e^x − 1 rounds to −1 either way); above [`MAX_ARG`], [`k3`]
+//! returns +inf, which the caller's sum check sees, and redoes the span
+//! with the C library. NaN stays NaN.
 
 /// Largest argument handled; 2^n stays a normal number below it.
 pub(super) const MAX_ARG: f64 = 709.0;
@@ -91,8 +91,10 @@ pub(super) fn k3(x: f64) -> f64 {
     let c = (sm1 - nf * LN2_HI) - nf * LN2_LO;
     let k = s * g + (sm1 * r + c);
     // Below −60 the reduction used −60: e^x − 1 rounds to −1 all the same.
-    if x < -60.0 {
-        -1.0 - x
+    // Above MAX_ARG: +inf, for the caller to redo with the C library.
+    let k = if x < -60.0 { -1.0 - x } else { k };
+    if x > MAX_ARG {
+        f64::INFINITY
     } else {
         k
     }
@@ -188,5 +190,6 @@ mod tests {
         assert_eq!(k3(0.0), 0.0);
         assert_eq!(k3(-1000.0), 999.0);
         assert!(k3(f64::NAN).is_nan());
+        assert_eq!(k3(709.5), f64::INFINITY);
     }
 }
