@@ -215,6 +215,16 @@ fn sum_span_exact<const CLAMP: bool>(
     (s, ok)
 }
 
+/// Index of the last non-zero mask byte; trailing padding is skipped
+/// eight bytes at a time.
+fn last_selected(m: &[u8]) -> Option<usize> {
+    let mut end = m.len();
+    while end >= 8 && m[end - 8..end].iter().all(|&k| k == 0) {
+        end -= 8;
+    }
+    m[..end].iter().rposition(|&k| k != 0)
+}
+
 #[allow(clippy::cast_possible_wrap)]
 fn last_of_unmasked(start: usize, len: usize) -> i64 {
     if len == 0 {
@@ -228,6 +238,8 @@ fn last_of_unmasked(start: usize, len: usize) -> i64 {
 /// it (a multiple of LANES).
 const LANES: usize = 8;
 const BLOCK: usize = 64;
+#[allow(clippy::cast_possible_truncation)]
+const BLOCK_U32: u32 = BLOCK as u32;
 
 /// Per-lane accumulators of the vectorised path. Lane l sums the tokens at
 /// positions ≡ l (mod LANES) of the span, and the lanes are added in order
@@ -369,12 +381,23 @@ fn sum_span_body<const CLAMP: bool>(
                 .zip(qb.chunks_exact(BLOCK))
                 .zip(m[..full].chunks_exact(BLOCK))
             {
-                acc.add_block::<true, CLAMP>(
+                // A block with nothing selected (padding) would add exact
+                // zeros: skipped, its values unread. One with everything
+                // selected takes the unmasked code.
+                let (bp, bq) = (
                     bp.try_into().unwrap_or(&[0.0; BLOCK]),
                     bq.try_into().unwrap_or(&[0.0; BLOCK]),
-                    bm.try_into().unwrap_or(&[0; BLOCK]),
-                    c,
                 );
+                let bm: &[u8; BLOCK] = bm.try_into().unwrap_or(&[0; BLOCK]);
+                let selected = bm.iter().fold(0u32, |n, &k| n + u32::from(k != 0));
+                if selected == 0 {
+                    continue;
+                }
+                if selected == BLOCK_U32 {
+                    acc.add_block::<false, CLAMP>(bp, bq, bm, c);
+                } else {
+                    acc.add_block::<true, CLAMP>(bp, bq, bm, c);
+                }
             }
             tail_m[..rest].copy_from_slice(&m[full..]);
         }
@@ -398,10 +421,7 @@ fn sum_span_body<const CLAMP: bool>(
     }
     #[allow(clippy::cast_possible_wrap)]
     let last = match mask {
-        Some(m) => m
-            .iter()
-            .rposition(|&k| k != 0)
-            .map_or(-1, |j| (start + j) as i64),
+        Some(m) => last_selected(m).map_or(-1, |j| (start + j) as i64),
         None => last_of_unmasked(start, p.len()),
     };
     acc.finish(last)
@@ -681,11 +701,22 @@ mod tests {
                     *x = f64::NAN;
                 }
             }
-            let mask = Some(m.as_slice());
+            // Padding as a trainer lays it out: whole blocks selected, then
+            // whole blocks not (skipped by the vector path), NaN there.
+            let prefix: Vec<u8> = (0..len).map(|j| u8::from(j < len * 2 / 3)).collect();
+            let mut p_pad = p.clone();
+            for (x, &k) in p_pad.iter_mut().zip(&prefix) {
+                if k == 0 {
+                    *x = f64::NAN;
+                }
+            }
             for clamp in [None, Some(Clamp::new(-0.3, 0.05).unwrap())] {
                 let c = clamp.unwrap_or(Clamp { lo: 0.0, hi: 0.0 });
-                for sel in [None, mask] {
-                    let pp = if sel.is_some() { &p_nan } else { &p };
+                for (sel, pp) in [
+                    (None, &p),
+                    (Some(&m[..]), &p_nan),
+                    (Some(&prefix[..]), &p_pad),
+                ] {
                     let (fast, ok) = if clamp.is_some() {
                         sum_span_fast::<true>((pp, &q), 5, sel, c)
                     } else {
