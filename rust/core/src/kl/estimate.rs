@@ -184,9 +184,10 @@ impl SeqStats {
 }
 
 /// Exact path: one token at a time with the C library's `expm1`; runs
-/// for sequences the vectorised path leaves (an argument above
-/// [`expm1::MAX_ARG`], a bad value, or an overflowing sum), and only tracks a "something was
-/// not finite" flag; [`locate_error`] names the error.
+/// for sequences the vectorised path leaves (a log ratio above
+/// [`expm1::MAX_ARG`], a bad value, or an overflowing sum), and only
+/// tracks a "something was not finite" flag; [`locate_error`] names the
+/// error.
 #[allow(clippy::cast_possible_wrap)]
 fn sum_span_exact<const CLAMP: bool>(
     (p, q): (&[f64], &[f64]),
