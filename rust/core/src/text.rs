@@ -689,6 +689,9 @@ impl Masks {
 /// needs its `**` or `__`, a link its `[`, a bare URL its `://`.
 fn line_counts(line: &str, fence: &mut Option<Fence>, flags: u8, c: &mut [u32; N_FEATURES]) {
     let b = line.as_bytes();
+    if b.is_empty() {
+        return; // no rule matches an empty line, nor does it close a fence
+    }
     if let Some(f) = *fence {
         if closes_fence(b, f) {
             *fence = None;
