@@ -1,15 +1,17 @@
 //! Text features: twelve counts per response text, with no allocation per
 //! text and no regular-expression engine.
 //!
-//! Method. Two linear sweeps per text. (1) Whole text, code included:
-//! characters, words, emojis and the apology / refusal phrases. Runs of 64
-//! ASCII bytes become bit masks (whitespace, alphanumeric, phrase first
-//! letter) from loops the compiler vectorises, and words and phrase
-//! candidates are read off the masks; other bytes go through a 256-entry
-//! class table. (2) Lines (split on `\n` with `memchr`, one trailing `\r`
-//! dropped): a state machine for fenced code blocks and, outside code, the
-//! markdown rules. Those look at the line start, or search rare markers
-//! (`**`, `__`, `[`, `://`) with `memchr`, skipped when the text lacks them.
+//! Method. One linear sweep per text, in blocks of 64 bytes. Each block
+//! becomes bit masks (whitespace, alphanumeric, phrase first letter, `\n`,
+//! the markers `*` `_` `[` `:`, non-ASCII) from 16-byte SIMD comparisons.
+//! (1) Whole-text counts, code included: characters, words, emojis and the
+//! apology / refusal phrases. An ASCII block's words and phrase candidates
+//! are read off its masks; other bytes go through a 256-entry class table.
+//! (2) Lines, taken at the `\n` bits as the sweep reaches them (one
+//! trailing `\r` dropped): a state machine for fenced code blocks and,
+//! outside code, the markdown rules. Those look at the line start (skipped
+//! for a line opening with a letter), or search their markers with
+//! `memchr` only in lines whose masks hold them (`**`, `__`, `[`, `:`).
 //!
 //! Every rule reproduces the leftmost, non-overlapping semantics of the
 //! regular expressions in `docs/features.md`; `rlhf_diag._reference` states
@@ -26,8 +28,10 @@
 //! next `[`. Rows run in parallel, `ROWS_PER_TASK` to a rayon task.
 //!
 //! Rejected alternatives, measured on 11 MB of `alpaca_eval` outputs on one
-//! thread. A per-character loop for everything with per-line phrase
-//! attempts: a tenth of the present speed. `aho-corasick` for the phrases
+//! thread. A second sweep over the lines with `memchr`, and per-text
+//! searches for the markers (the previous design): about 1.3 times slower
+//! on the benchmark texts. A per-character loop for everything with
+//! per-line phrase attempts: a tenth of the present speed. `aho-corasick` for the phrases
 //! (leftmost-first, ASCII case-insensitive, U+2019 variants spelled out):
 //! a quarter of the run time, because phrases open with letters too common
 //! for its prefilter to skip; the mask candidates plus a two-byte check are
@@ -38,7 +42,7 @@
 use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
-use memchr::{memchr, memchr2, memchr_iter};
+use memchr::{memchr, memchr2};
 use rayon::prelude::*;
 
 use crate::{invalid, Result};
@@ -156,20 +160,48 @@ pub fn text_features_with_threads(
 
 /// Features of one text, in [`FEATURE_NAMES`] order (texts of at most
 /// `u32::MAX` bytes, as [`text_features`] checks).
+///
+/// One pass over the bytes in blocks of 64: each block's bit masks feed the
+/// whole-text counters and give the line ends (and which lines hold a
+/// marker byte), and each line is handled as its end is reached.
 #[must_use]
 pub fn features_of(text: &str) -> [u32; N_FEATURES] {
+    sweep::<false>(text)
+}
+
+/// [`features_of`], with the block masks from 32-byte AVX2 comparisons
+/// when `WIDE` (only instantiated by [`fill_rows_avx2`], after the CPU
+/// check); the masks, and so the counts, are the same either way.
+#[inline(always)]
+fn sweep<const WIDE: bool>(text: &str) -> [u32; N_FEATURES] {
+    let b = text.as_bytes();
     let mut counts = [0u32; N_FEATURES];
-    whole_text_counts(text, &mut counts);
-    let present = Present::of(text.as_bytes());
-    let mut fence = None;
-    let mut start = 0;
-    let ends = memchr_iter(b'\n', text.as_bytes()).chain([text.len()]);
-    for end in ends {
-        let raw = text.get(start..end).unwrap_or_default(); // `\n` is a boundary
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        line_counts(line, &mut fence, present, &mut counts);
-        start = end + 1;
+    let mut whole = WholeText {
+        prev: WS, // the text start acts as whitespace, not alphanumeric
+        ..WholeText::default()
+    };
+    let mut lines = Lines::default();
+    let mut i = 0;
+    while let Some(block) = b.get(i..i + BLOCK) {
+        let m = Masks::choose::<WIDE>(block.try_into().unwrap_or(&[0; BLOCK]));
+        let next = if m.non_ascii == 0 {
+            whole.ascii_block(b, i, &m);
+            i + BLOCK
+        } else {
+            // May stop up to 3 bytes past the block, inside a character:
+            // those continuation bytes are neither `\n` nor markers.
+            whole.bytes(text, i, i + BLOCK)
+        };
+        lines.block(text, i, &m, &mut counts);
+        i = next;
     }
+    let rest = b.get(i..).unwrap_or_default();
+    let mut tail = [0u8; BLOCK]; // NUL padding: in no mask
+    tail[..rest.len()].copy_from_slice(rest);
+    whole.bytes(text, i, b.len());
+    lines.block(text, i, &Masks::choose::<WIDE>(&tail), &mut counts);
+    lines.line(text, b.len(), &mut counts);
+    whole.store(&mut counts);
     counts
 }
 
@@ -207,9 +239,38 @@ pub fn validate_offsets(name: &str, offsets: &[i64], data_len: usize) -> Result<
     Ok(offsets.len() - 1)
 }
 
-/// Fills `chunk` with the features of rows `first..first + chunk.len() / 12`.
-/// Offsets were validated, so the casts and slices cannot fail.
+/// Fills `chunk` with the features of rows `first..first + chunk.len() / 12`,
+/// compiled for AVX2 and POPCNT where the CPU has them (the word count is
+/// a popcount per block; integer work only, so the results are the same).
 fn fill_rows(
+    first: usize,
+    chunk: &mut [u32],
+    offsets: &[i64],
+    data: &[u8],
+) -> std::result::Result<(), (usize, String)> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("popcnt")
+    {
+        // SAFETY: the running CPU has both features, checked just above.
+        return unsafe { fill_rows_avx2(first, chunk, offsets, data) };
+    }
+    fill_rows_body::<false>(first, chunk, offsets, data)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+fn fill_rows_avx2(
+    first: usize,
+    chunk: &mut [u32],
+    offsets: &[i64],
+    data: &[u8],
+) -> std::result::Result<(), (usize, String)> {
+    fill_rows_body::<true>(first, chunk, offsets, data)
+}
+
+/// Offsets were validated, so the casts and slices cannot fail.
+#[inline(always)]
+fn fill_rows_body<const WIDE: bool>(
     first: usize,
     chunk: &mut [u32],
     offsets: &[i64],
@@ -227,7 +288,7 @@ fn fill_rows(
                 format!("row {row}: invalid UTF-8 at byte {at} of the text"),
             )
         })?;
-        out.copy_from_slice(&features_of(text));
+        out.copy_from_slice(&sweep::<WIDE>(text));
     }
     Ok(())
 }
@@ -239,22 +300,64 @@ struct Fence {
     len: usize,
 }
 
-/// Which rare markers a text holds at all: its lines skip the scanners whose
-/// marker is absent (one SIMD search per text instead of one per line).
-#[derive(Clone, Copy)]
-struct Present {
-    stars: bool,
-    underscores: bool,
-    links: bool,
+/// Per-line flags: what the inline scanners need to find in the line.
+const HAS_STARS: u8 = 1; // `**`
+const HAS_UNDERSCORES: u8 = 2; // `__`
+const HAS_BRACKET: u8 = 4; // `[`
+const HAS_COLON: u8 = 8; // `:`
+
+/// The line walk: where the current line starts, the flags of the line so
+/// far, and the fence state.
+#[derive(Default)]
+struct Lines {
+    start: usize,
+    flags: u8,
+    fence: Option<Fence>,
+    /// End of the last block, and whether its last byte was `*` / `_`, so
+    /// that a pair across two adjacent blocks is seen.
+    block_end: usize,
+    carry: [u64; 2],
 }
 
-impl Present {
-    fn of(b: &[u8]) -> Self {
-        Self {
-            stars: DOUBLE_STAR.find(b).is_some(),
-            underscores: DOUBLE_UNDERSCORE.find(b).is_some(),
-            links: memchr(b'[', b).is_some() || URL_SEPARATOR.find(b).is_some(),
+impl Lines {
+    /// The lines ending (at a `\n`) in the block at byte `base`.
+    fn block(&mut self, text: &str, base: usize, m: &Masks, c: &mut [u32; N_FEATURES]) {
+        if base != self.block_end {
+            self.carry = [0; 2]; // bytes skipped inside a character: no pair
         }
+        // Pairs marked at their second byte, which shares the first's line.
+        let pairs = |x: u64, carry: u64| x & ((x << 1) | carry);
+        let mut kinds = [
+            pairs(m.star, self.carry[0]),
+            pairs(m.underscore, self.carry[1]),
+            m.bracket,
+            m.colon,
+        ];
+        self.carry = [m.star >> 63, m.underscore >> 63];
+        self.block_end = base + BLOCK;
+        let mut nl = m.nl;
+        while nl != 0 {
+            let bit = nl.trailing_zeros();
+            let upto = (1u64 << bit) - 1; // the bits before this `\n`
+            for (k, x) in kinds.iter_mut().enumerate() {
+                self.flags |= u8::from(*x & upto != 0) << k;
+                *x &= !(upto | (1 << bit));
+            }
+            self.line(text, base + bit as usize, c);
+            nl &= nl - 1;
+        }
+        for (k, x) in kinds.iter().enumerate() {
+            self.flags |= u8::from(*x != 0) << k;
+        }
+    }
+
+    /// The line from `self.start` to `end` (a `\n` or the text end).
+    fn line(&mut self, text: &str, end: usize, c: &mut [u32; N_FEATURES]) {
+        let raw = text.get(self.start..end).unwrap_or_default(); // `\n` is a boundary
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        line_counts(line, &mut self.fence, self.flags, c);
+        self.start = end + 1;
+        self.flags = 0;
     }
 }
 
@@ -302,37 +405,12 @@ const fn is_phrase_first(x: u8) -> bool {
 const BLOCK: usize = 64;
 const BLOCK_U32: u32 = 64;
 
-/// Characters, words, emojis and phrases: over the whole text, code included.
-///
-/// Runs of 64 ASCII bytes are handled as blocks: three bit masks
-/// (whitespace, alphanumeric, phrase first letter) come from loops the
-/// compiler vectorises; words are the non-whitespace bits after whitespace
-/// bits, phrase candidates the first-letter bits after non-alphanumeric
-/// bits. Other bytes go one at a time through a 256-entry class table, and a
-/// multi-byte character is decoded for the whitespace and emoji tests.
-fn whole_text_counts(text: &str, c: &mut [u32; N_FEATURES]) {
-    let b = text.as_bytes();
-    let mut scan = WholeText {
-        prev: WS, // the text start acts as whitespace, not alphanumeric
-        ..WholeText::default()
-    };
-    let mut i = 0;
-    while let Some(block) = b.get(i..i + BLOCK) {
-        if block.is_ascii() {
-            scan.ascii_block(b, i);
-            i += BLOCK;
-        } else {
-            i = scan.bytes(text, i, i + BLOCK);
-        }
-    }
-    scan.bytes(text, i, b.len());
-    c[CHARS] = scan.chars;
-    c[WORDS] = scan.words;
-    c[EMOJIS] = scan.emojis;
-    c[APOLOGIES] = scan.apologies;
-    c[REFUSALS] = scan.refusals;
-}
-
+/// Characters, words, emojis and phrases: over the whole text, code
+/// included. ASCII blocks of 64 bytes are read off their bit masks: words
+/// are the non-whitespace bits after whitespace bits, phrase candidates the
+/// first-letter bits after non-alphanumeric bits. Other bytes go one at a
+/// time through a 256-entry class table, and a multi-byte character is
+/// decoded for the whitespace and emoji tests.
 #[derive(Default)]
 struct WholeText {
     chars: u32,
@@ -348,22 +426,27 @@ struct WholeText {
 }
 
 impl WholeText {
-    /// The 64 ASCII bytes at `i`.
-    fn ascii_block(&mut self, b: &[u8], i: usize) {
-        let block = &b[i..i + BLOCK];
-        let ws = mask(block, is_ascii_ws);
-        let alnum = mask(block, |x| x.is_ascii_alphanumeric());
-        let first = mask(block, is_phrase_first);
+    /// The 64 ASCII bytes at `i`, with their masks `m`.
+    fn ascii_block(&mut self, b: &[u8], i: usize, m: &Masks) {
+        let (ws, alnum) = (m.ws, m.alnum);
         let after_ws = (ws << 1) | u64::from(self.prev & WS != 0);
         self.words += (!ws & after_ws).count_ones();
         let after_alnum = (alnum << 1) | u64::from(self.prev & ALNUM != 0);
-        let mut starts = first & !after_alnum;
+        let mut starts = m.opening & !after_alnum;
         while starts != 0 {
             self.phrases_at(b, i + starts.trailing_zeros() as usize);
             starts &= starts - 1;
         }
         self.chars += BLOCK_U32;
-        self.prev = CLASSES[usize::from(block[BLOCK - 1])];
+        self.prev = CLASSES[usize::from(b[i + BLOCK - 1])];
+    }
+
+    fn store(&self, c: &mut [u32; N_FEATURES]) {
+        c[CHARS] = self.chars;
+        c[WORDS] = self.words;
+        c[EMOJIS] = self.emojis;
+        c[APOLOGIES] = self.apologies;
+        c[REFUSALS] = self.refusals;
     }
 
     /// Bytes `i..stop` one at a time (finishing the character that `stop`
@@ -396,14 +479,18 @@ impl WholeText {
     }
 
     /// Tries both phrase lists at byte `i`, a first letter after a boundary.
+    /// Most candidates are common words ("a", "is", "so"): their first two
+    /// bytes open no phrase, and one lookup rejects them.
     fn phrases_at(&mut self, b: &[u8], i: usize) {
-        if i >= self.resume_apology {
+        let key = u16::from(b[i].to_ascii_lowercase())
+            | u16::from(b.get(i + 1).map_or(0, u8::to_ascii_lowercase)) << 8;
+        if i >= self.resume_apology && APOLOGY_OPENINGS.contains(&key) {
             if let Some(end) = first_phrase_at(b, i, &APOLOGY_PHRASES) {
                 self.apologies += 1;
                 self.resume_apology = end;
             }
         }
-        if i >= self.resume_refusal {
+        if i >= self.resume_refusal && REFUSAL_OPENINGS.contains(&key) {
             if let Some(end) = first_phrase_at(b, i, &REFUSAL_PHRASES) {
                 self.refusals += 1;
                 self.resume_refusal = end;
@@ -412,49 +499,226 @@ impl WholeText {
     }
 }
 
-/// Bit `j` set where `pred(block[j])`, for a block of 64 bytes. The flags
-/// are computed as bytes (vectorised), then eight at a time packed into
-/// bits by one multiplication.
-fn mask(block: &[u8], pred: impl Fn(u8) -> bool) -> u64 {
-    const PACK: u64 = 0x0102_0408_1020_4080;
-    let mut flags = [0u8; BLOCK];
-    for (f, &x) in flags.iter_mut().zip(block) {
-        *f = u8::from(pred(x));
+/// [`Masks::opening`] from the masks of `a`, `i`, `s`, `o`, `p` (ASCII case
+/// folded) and of space or `'`.
+fn openings_mask([a, i, s, o, p, gap]: [u64; 6]) -> u64 {
+    (s & (o >> 1)) | (a & ((p | s) >> 1)) | (i & (gap >> 1)) | ((a | i | s) & 1 << 63)
+}
+
+/// Bit masks of a 64-byte block, bit `j` for byte `j`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Masks {
+    /// ASCII whitespace (`is_ascii_ws`).
+    ws: u64,
+    /// ASCII letters and digits.
+    alnum: u64,
+    /// Where a phrase may open: the first two bytes are `so`, `ap`, `as`,
+    /// `i ` or `i'` (ASCII case folded; every phrase opens so, as a test
+    /// checks); at bit 63, where the second byte lies in the next block,
+    /// any first letter `a`, `i`, `s`.
+    opening: u64,
+    /// `\n`.
+    nl: u64,
+    /// Bytes the inline rules need: `*`, `_` (bold), `[` and `:` (links).
+    star: u64,
+    underscore: u64,
+    bracket: u64,
+    colon: u64,
+    /// Bytes of 0x80 and above.
+    non_ascii: u64,
+}
+
+impl Masks {
+    /// [`Masks::of_avx2`] when `WIDE`, else [`Masks::of`].
+    #[inline(always)]
+    fn choose<const WIDE: bool>(block: &[u8; BLOCK]) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if WIDE {
+            // SAFETY: `WIDE` is only set by `fill_rows_avx2`, which runs
+            // after the check that the CPU has AVX2.
+            return unsafe { Self::of_avx2(block) };
+        }
+        Self::of(block)
     }
-    let mut m = 0;
-    for (k, eight) in flags.chunks_exact(8).enumerate() {
-        let x = u64::from_le_bytes(eight.try_into().unwrap_or_default());
-        m |= (x.wrapping_mul(PACK) >> 56) << (8 * k);
+
+    /// As [`Masks::of`], 32 bytes per comparison.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+    fn of_avx2(block: &[u8; BLOCK]) -> Self {
+        use std::arch::x86_64::{
+            __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
+            _mm256_set1_epi8, _mm256_setzero_si256, _mm256_sub_epi8, _mm256_subs_epu8,
+        };
+        let splat = |x: u8| _mm256_set1_epi8(x as i8);
+        let bits = |v: __m256i, k: usize| u64::from(_mm256_movemask_epi8(v) as u32) << (32 * k);
+        let within = |x: __m256i, lo: u8, hi: u8| {
+            let t = _mm256_subs_epu8(_mm256_sub_epi8(x, splat(lo)), splat(hi - lo));
+            _mm256_cmpeq_epi8(t, _mm256_setzero_si256())
+        };
+        let mut m = Masks::default();
+        let mut letters = [0u64; 6];
+        for k in 0..BLOCK / 32 {
+            // SAFETY: 32 bytes inside the 64-byte array; unaligned allowed.
+            let v = unsafe { _mm256_loadu_si256(block.as_ptr().add(32 * k).cast()) };
+            let is = |x: u8| _mm256_cmpeq_epi8(v, splat(x));
+            let lower = _mm256_or_si256(v, splat(0x20));
+            let lower_is = |x: u8| _mm256_cmpeq_epi8(lower, splat(x));
+            let ws = _mm256_or_si256(is(b' '), within(v, b'\t', b'\r'));
+            let alnum = _mm256_or_si256(within(v, b'0', b'9'), within(lower, b'a', b'z'));
+            m.ws |= bits(ws, k);
+            m.alnum |= bits(alnum, k);
+            for (acc, x) in letters.iter_mut().zip([
+                lower_is(b'a'),
+                lower_is(b'i'),
+                lower_is(b's'),
+                lower_is(b'o'),
+                lower_is(b'p'),
+                _mm256_or_si256(is(b' '), is(b'\'')),
+            ]) {
+                *acc |= bits(x, k);
+            }
+            m.nl |= bits(is(b'\n'), k);
+            m.star |= bits(is(b'*'), k);
+            m.underscore |= bits(is(b'_'), k);
+            m.bracket |= bits(is(b'['), k);
+            m.colon |= bits(is(b':'), k);
+            m.non_ascii |= bits(v, k);
+        }
+        m.opening = openings_mask(letters);
+        m
     }
-    m
+
+    /// With SSE2 (part of every x86-64 CPU): 16 bytes per comparison,
+    /// one `movemask` per 16 bits.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+    fn of(block: &[u8; BLOCK]) -> Self {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8, _mm_setzero_si128, _mm_sub_epi8, _mm_subs_epu8,
+        };
+        // SAFETY: SSE2 is in the x86-64 baseline; each load reads 16 bytes
+        // inside the 64-byte array, unaligned loads allowed.
+        unsafe {
+            let splat = |x: u8| _mm_set1_epi8(x as i8);
+            let bits = |v: __m128i, k: usize| u64::from(_mm_movemask_epi8(v) as u16) << (16 * k);
+            // lo <= x <= hi, unsigned: (x - lo) saturating-minus (hi - lo) is 0.
+            let within = |x: __m128i, lo: u8, hi: u8| {
+                let t = _mm_subs_epu8(_mm_sub_epi8(x, splat(lo)), splat(hi - lo));
+                _mm_cmpeq_epi8(t, _mm_setzero_si128())
+            };
+            let mut m = Masks::default();
+            let mut letters = [0u64; 6];
+            for k in 0..BLOCK / 16 {
+                let v = _mm_loadu_si128(block.as_ptr().add(16 * k).cast());
+                let is = |x: u8| _mm_cmpeq_epi8(v, splat(x));
+                let lower = _mm_or_si128(v, splat(0x20));
+                let lower_is = |x: u8| _mm_cmpeq_epi8(lower, splat(x));
+                let ws = _mm_or_si128(is(b' '), within(v, b'\t', b'\r'));
+                let alnum = _mm_or_si128(within(v, b'0', b'9'), within(lower, b'a', b'z'));
+                m.ws |= bits(ws, k);
+                m.alnum |= bits(alnum, k);
+                for (acc, x) in letters.iter_mut().zip([
+                    lower_is(b'a'),
+                    lower_is(b'i'),
+                    lower_is(b's'),
+                    lower_is(b'o'),
+                    lower_is(b'p'),
+                    _mm_or_si128(is(b' '), is(b'\'')),
+                ]) {
+                    *acc |= bits(x, k);
+                }
+                m.nl |= bits(is(b'\n'), k);
+                m.star |= bits(is(b'*'), k);
+                m.underscore |= bits(is(b'_'), k);
+                m.bracket |= bits(is(b'['), k);
+                m.colon |= bits(is(b':'), k);
+                m.non_ascii |= bits(v, k);
+            }
+            m.opening = openings_mask(letters);
+            m
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn of(block: &[u8; BLOCK]) -> Self {
+        Self::portable(block)
+    }
+
+    /// Byte flags from loops the compiler vectorises, then eight at a time
+    /// packed into bits by one multiplication.
+    #[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
+    fn portable(block: &[u8; BLOCK]) -> Self {
+        fn mask(block: &[u8; BLOCK], pred: impl Fn(u8) -> bool) -> u64 {
+            const PACK: u64 = 0x0102_0408_1020_4080;
+            let mut flags = [0u8; BLOCK];
+            for (f, &x) in flags.iter_mut().zip(block) {
+                *f = u8::from(pred(x));
+            }
+            let mut m = 0;
+            for (k, eight) in flags.chunks_exact(8).enumerate() {
+                let x = u64::from_le_bytes(eight.try_into().unwrap_or_default());
+                m |= (x.wrapping_mul(PACK) >> 56) << (8 * k);
+            }
+            m
+        }
+        Masks {
+            ws: mask(block, is_ascii_ws),
+            alnum: mask(block, |x| x.is_ascii_alphanumeric()),
+            opening: openings_mask([
+                mask(block, |x| x | 0x20 == b'a'),
+                mask(block, |x| x | 0x20 == b'i'),
+                mask(block, |x| x | 0x20 == b's'),
+                mask(block, |x| x | 0x20 == b'o'),
+                mask(block, |x| x | 0x20 == b'p'),
+                mask(block, |x| x == b' ' || x == b'\''),
+            ]),
+            nl: mask(block, |x| x == b'\n'),
+            star: mask(block, |x| x == b'*'),
+            underscore: mask(block, |x| x == b'_'),
+            bracket: mask(block, |x| x == b'['),
+            colon: mask(block, |x| x == b':'),
+            non_ascii: mask(block, |x| x >= 0x80),
+        }
+    }
 }
 
 /// The fence state machine, then the markdown rules outside code.
-fn line_counts(line: &str, fence: &mut Option<Fence>, present: Present, c: &mut [u32; N_FEATURES]) {
+/// `flags` (`HAS_*`) say which inline scanners can find anything: bold
+/// needs its `**` or `__`, a link its `[`, a bare URL its `://`.
+fn line_counts(line: &str, fence: &mut Option<Fence>, flags: u8, c: &mut [u32; N_FEATURES]) {
     let b = line.as_bytes();
+    if b.is_empty() {
+        return; // no rule matches an empty line, nor does it close a fence
+    }
     if let Some(f) = *fence {
         if closes_fence(b, f) {
             *fence = None;
         }
         return;
     }
-    if let Some(f) = opening_fence(b) {
-        *fence = Some(f);
-        c[CODE_BLOCKS] += 1;
-        return;
+    // A line opening with an ASCII letter is no fence, header, list item
+    // or table row (each starts with blanks, `#`, a digit, a marker or `|`).
+    if !b.first().is_some_and(u8::is_ascii_alphabetic) {
+        if let Some(f) = opening_fence(b) {
+            *fence = Some(f);
+            c[CODE_BLOCKS] += 1;
+            return;
+        }
+        c[HEADERS] += u32::from(is_header(b));
+        c[ORDERED] += u32::from(is_ordered_item(line));
+        c[UNORDERED] += u32::from(is_unordered_item(line) && !is_thematic_break(b));
+        c[TABLE_ROWS] += u32::from(is_table_row(line));
     }
-    c[HEADERS] += u32::from(is_header(b));
-    c[ORDERED] += u32::from(is_ordered_item(line));
-    c[UNORDERED] += u32::from(is_unordered_item(line) && !is_thematic_break(b));
-    c[TABLE_ROWS] += u32::from(is_table_row(line));
-    if present.stars {
+    if flags & HAS_STARS != 0 {
         c[BOLD] += count_bold(line, b'*');
     }
-    if present.underscores {
+    if flags & HAS_UNDERSCORES != 0 {
         c[BOLD] += count_bold(line, b'_');
     }
-    if present.links {
-        c[LINKS] += count_links(line);
+    if flags & (HAS_BRACKET | HAS_COLON) != 0 {
+        c[LINKS] += count_links(line, flags & HAS_BRACKET != 0, flags & HAS_COLON != 0);
     }
 }
 
@@ -596,21 +860,25 @@ fn is_table_row(line: &str) -> bool {
 /// occurrences outside them. An occurrence is wholly inside or outside a
 /// link (it holds no `[` or `)`), so those inside are counted per link and
 /// subtracted from the line total.
-fn count_links(line: &str) -> u32 {
+///
+/// `bracket` and `colon` say whether the line holds a `[` and a `:`: with
+/// no `[` there is no link to look for, with no `:` no URL.
+fn count_links(line: &str, bracket: bool, colon: bool) -> u32 {
     let b = line.as_bytes();
+    let urls = |s: &[u8]| if colon { count_urls(s) } else { 0 };
     let (mut links, mut urls_inside) = (0, 0);
     let mut i = 0;
-    while let Some(k) = memchr(b'[', &b[i..]).map(|p| p + i) {
+    while let Some(k) = memchr(b'[', &b[i..]).map(|p| p + i).filter(|_| bracket) {
         match link_end(line, k) {
             Some(end) => {
                 links += 1;
-                urls_inside += count_urls(&b[k..end]);
+                urls_inside += urls(&b[k..end]);
                 i = end;
             }
             None => i = k + 1,
         }
     }
-    links + count_urls(b) - urls_inside
+    links + urls(b) - urls_inside
 }
 
 /// End (exclusive) of the inline link starting with the `[` at byte `k`.
@@ -632,8 +900,6 @@ fn link_end(line: &str, k: usize) -> Option<usize> {
 }
 
 static URL_SEPARATOR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("://"));
-static DOUBLE_STAR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("**"));
-static DOUBLE_UNDERSCORE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("__"));
 
 /// Occurrences of `http://` or `https://`: each `://` preceded by `http` or
 /// `https` is one (the two cannot share a `://`).
@@ -649,6 +915,30 @@ fn is_emoji(ch: char) -> bool {
         0x1F300..=0x1F3FA | 0x1F400..=0x1F64F | 0x1F680..=0x1F6FF
         | 0x1F900..=0x1F9FF | 0x1FA70..=0x1FAFF | 0x2600..=0x27BF)
 }
+
+/// The first two bytes of each phrase as `first | second << 8`, and when
+/// the second is `'`, also with U+2019's lead byte 0xE2 there; 0 pads (no
+/// text byte pair gives 0, the first being a letter).
+#[allow(clippy::cast_lossless)] // `u16::from` is not const
+const fn openings(phrases: &[&str]) -> [u16; 32] {
+    let mut out = [0u16; 32];
+    let (mut k, mut n) = (0, 0);
+    while k < phrases.len() {
+        let p = phrases[k].as_bytes();
+        let second = if p.len() > 1 { p[1] } else { 0 };
+        out[n] = p[0] as u16 | (second as u16) << 8;
+        n += 1;
+        if second == b'\'' {
+            out[n] = p[0] as u16 | 0xE2 << 8;
+            n += 1;
+        }
+        k += 1;
+    }
+    out
+}
+
+static APOLOGY_OPENINGS: [u16; 32] = openings(&APOLOGY_PHRASES);
+static REFUSAL_OPENINGS: [u16; 32] = openings(&REFUSAL_PHRASES);
 
 /// End of the first phrase of `phrases` (in list order) that matches at
 /// byte `i` and ends before a non-alphanumeric character or the text end.
@@ -832,6 +1122,98 @@ mod tests {
                 assert_eq!(f[EMOJIS], 1, "{text:?}");
                 assert_eq!((f[APOLOGIES], f[REFUSALS]), (1, 1), "{text:?}");
             }
+        }
+    }
+
+    #[test]
+    fn every_phrase_passes_the_opening_filter() {
+        // The filter needs two bytes per phrase; each phrase, and its U+2019
+        // spelling, opens with a listed pair.
+        for (list, open) in [
+            (&APOLOGY_PHRASES[..], &APOLOGY_OPENINGS),
+            (&REFUSAL_PHRASES[..], &REFUSAL_OPENINGS),
+        ] {
+            for p in list {
+                assert!(p.len() >= 2 && p.as_bytes()[0].is_ascii_lowercase(), "{p}");
+                for text in [p.to_string(), p.replace('\'', "\u{2019}")] {
+                    let b = text.as_bytes();
+                    assert!(
+                        open.contains(&(u16::from(b[0]) | u16::from(b[1]) << 8)),
+                        "{p}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_phrase_is_a_block_opening_at_every_position() {
+        for p in APOLOGY_PHRASES.iter().chain(&REFUSAL_PHRASES) {
+            for upper in [false, true] {
+                let p = if upper {
+                    p.to_ascii_uppercase()
+                } else {
+                    (*p).to_string()
+                };
+                for j in 0..BLOCK {
+                    let mut block = [b'.'; BLOCK];
+                    let n = p.len().min(BLOCK - j);
+                    block[j..j + n].copy_from_slice(&p.as_bytes()[..n]);
+                    assert!(Masks::of(&block).opening >> j & 1 == 1, "{p} at {j}");
+                }
+            }
+        }
+        let block = *b"is it in an also and a sorry! as ap I'm i.ok s o x...............";
+        let block: [u8; BLOCK] = block[..BLOCK].try_into().unwrap();
+        // "so" inside "also" (14: word starts are checked later), "sorry"
+        // (23), "as" (30), "ap" (33), "I'" (36); "a ", "is", "in" are not.
+        let want = (1u64 << 14) | (1 << 23) | (1 << 30) | (1 << 33) | (1 << 36);
+        assert_eq!(Masks::of(&block).opening, want);
+    }
+
+    #[test]
+    fn block_masks_match_the_byte_predicates() {
+        // Every byte value at every position, then pseudo-random blocks.
+        let mut blocks: Vec<[u8; BLOCK]> = (0..4)
+            .map(|k| std::array::from_fn(|j| u8::try_from(k * BLOCK + j).unwrap()))
+            .collect();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            blocks.push(std::array::from_fn(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[3]
+            }));
+        }
+        for block in &blocks {
+            let m = Masks::of(block);
+            assert_eq!(m, Masks::portable(block), "{block:?}");
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, checked just above.
+                assert_eq!(m, unsafe { Masks::of_avx2(block) }, "{block:?}");
+            }
+            for (j, &v) in block.iter().enumerate() {
+                let bit = |mask: u64| mask >> j & 1 == 1;
+                assert_eq!(bit(m.ws), (v as char).is_ascii_whitespace() || v == 0x0B);
+                assert_eq!(bit(m.alnum), v.is_ascii_alphanumeric());
+                assert_eq!(bit(m.nl), v == b'\n');
+                assert_eq!(bit(m.non_ascii), !v.is_ascii());
+            }
+        }
+    }
+
+    #[test]
+    fn lines_split_across_blocks_and_markers_stay_with_their_line() {
+        // Line ends at every offset around the 64-byte blocks; a marker
+        // (`**` of a bold) only on the line that holds it.
+        for k in 0..200 {
+            let text = format!("{}\n# h **b**\n{}\n- x\r\n", "a".repeat(k), "z".repeat(k));
+            let f = features_of(&text);
+            assert_eq!((f[HEADERS], f[BOLD], f[UNORDERED]), (1, 1, 1), "{k}");
+            let text = format!("{}**\n{}**", "a".repeat(k), "b".repeat(k));
+            assert_eq!(features_of(&text)[BOLD], 0, "{k}");
         }
     }
 

@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use super::Tokens;
+use super::{expm1, Tokens};
 use crate::{invalid, Result};
 
 /// The five per-token estimators, in the order of every `[_; 5]` here.
@@ -183,10 +183,13 @@ impl SeqStats {
     }
 }
 
-/// Fast path: tight loops over the sequence's slices, with finiteness
-/// tracked by a flag; the slow path below only runs to name an error.
+/// Exact path: one token at a time with the C library's `expm1`; runs
+/// for sequences the vectorised path leaves (a log ratio above
+/// [`expm1::MAX_ARG`], a bad value, or an overflowing sum), and only
+/// tracks a "something was not finite" flag; [`locate_error`] names the
+/// error.
 #[allow(clippy::cast_possible_wrap)]
-fn sum_span<const CLAMP: bool>(
+fn sum_span_exact<const CLAMP: bool>(
     (p, q): (&[f64], &[f64]),
     start: usize,
     mask: Option<&[u8]>,
@@ -208,13 +211,248 @@ fn sum_span<const CLAMP: bool>(
         for (&x, &y) in p.iter().zip(q) {
             ok &= s.add::<CLAMP>(x, y, c);
         }
-        s.last = if p.is_empty() {
-            -1
-        } else {
-            (start + p.len()) as i64 - 1
-        };
+        s.last = last_of_unmasked(start, p.len());
     }
     (s, ok)
+}
+
+/// Index of the last non-zero mask byte; trailing padding is skipped
+/// eight bytes at a time.
+fn last_selected(m: &[u8]) -> Option<usize> {
+    let mut end = m.len();
+    while end >= 8 && m[end - 8..end].iter().all(|&k| k == 0) {
+        end -= 8;
+    }
+    m[..end].iter().rposition(|&k| k != 0)
+}
+
+#[allow(clippy::cast_possible_wrap)]
+fn last_of_unmasked(start: usize, len: usize) -> i64 {
+    if len == 0 {
+        -1
+    } else {
+        (start + len) as i64 - 1
+    }
+}
+
+/// Accumulators per sum in the vectorised path, and tokens per block of
+/// it (a multiple of LANES).
+const LANES: usize = 8;
+const BLOCK: usize = 64;
+#[allow(clippy::cast_possible_truncation)]
+const BLOCK_U32: u32 = BLOCK as u32;
+
+/// Per-lane accumulators of the vectorised path. Lane l sums the tokens at
+/// positions ≡ l (mod LANES) of the span, and the lanes are added in order
+/// at the end, so the result depends on the span alone (not on where it
+/// sits in the flat arrays, nor on the CPU's vector width).
+#[derive(Clone, Copy)]
+struct Lanes {
+    /// k1, k2, k3, abs.
+    sums: [[f64; LANES]; 4],
+    clamped: [[u64; LANES]; 4],
+    n: [u64; LANES],
+    policy: [f64; LANES],
+    reference: [f64; LANES],
+    /// Largest selected log-prob, policy or reference.
+    max_pq: [f64; LANES],
+}
+
+impl Lanes {
+    fn new() -> Self {
+        Lanes {
+            sums: [[0.0; LANES]; 4],
+            clamped: [[0; LANES]; 4],
+            n: [0; LANES],
+            policy: [0.0; LANES],
+            reference: [0.0; LANES],
+            max_pq: [f64::NEG_INFINITY; LANES],
+        }
+    }
+
+    /// Add one block of BLOCK tokens. A token is selected when its mask
+    /// byte is non-zero (`MASKED`) or always; an unselected token's values
+    /// are replaced by 0 with a bit mask, never multiplied (padding may be
+    /// NaN), so it adds exactly 0 to every sum. First an element-wise loop
+    /// over the block (selects, no branches, no reduction: the compiler
+    /// vectorises it, the exponential included), then the per-lane sums.
+    #[inline(always)]
+    #[allow(clippy::float_cmp, clippy::needless_range_loop)]
+    fn add_block<const MASKED: bool, const CLAMP: bool>(
+        &mut self,
+        p: &[f64; BLOCK],
+        q: &[f64; BLOCK],
+        m: &[u8; BLOCK],
+        c: Clamp,
+    ) {
+        let mut keep = [u64::MAX; BLOCK];
+        let (mut pl, mut ql) = ([0.0; BLOCK], [0.0; BLOCK]);
+        let mut v = [[0.0; BLOCK]; 4];
+        let mut touched = [[0u64; BLOCK]; 4];
+        for i in 0..BLOCK {
+            if MASKED {
+                keep[i] = u64::from(m[i] != 0).wrapping_neg();
+            }
+            pl[i] = f64::from_bits(p[i].to_bits() & keep[i]);
+            ql[i] = f64::from_bits(q[i].to_bits() & keep[i]);
+            let x = ql[i] - pl[i];
+            let mut e = [-x, 0.5 * x * x, expm1::k3(x), x.abs()];
+            if CLAMP {
+                for k in 0..4 {
+                    let y = e[k];
+                    let z = if y < c.lo { c.lo } else { y };
+                    let z = if z > c.hi { c.hi } else { z };
+                    touched[k][i] = u64::from(z != y) & keep[i];
+                    e[k] = f64::from_bits(z.to_bits() & keep[i]);
+                }
+            }
+            for k in 0..4 {
+                v[k][i] = e[k];
+            }
+        }
+        for b in 0..BLOCK / LANES {
+            for l in 0..LANES {
+                let i = b * LANES + l;
+                for k in 0..4 {
+                    self.sums[k][l] += v[k][i];
+                    if CLAMP {
+                        self.clamped[k][l] += touched[k][i];
+                    }
+                }
+                self.n[l] += keep[i] & 1;
+                self.policy[l] += pl[i];
+                self.reference[l] += ql[i];
+                let top = if pl[i] > ql[i] { pl[i] } else { ql[i] };
+                let acc = self.max_pq[l];
+                self.max_pq[l] = if top > acc { top } else { acc };
+            }
+        }
+    }
+
+    /// Lane totals, added in lane order; the flag says whether the exact
+    /// path must redo the span (a value the fast path cannot vouch for).
+    #[allow(clippy::cast_possible_wrap)]
+    fn finish(&self, last: i64) -> (SeqStats, bool) {
+        let total = |a: &[f64; LANES]| a.iter().fold(0.0, |s, &v| s + v);
+        let top = |a: &[f64; LANES]| a.iter().fold(f64::NEG_INFINITY, |s, &v| s.max(v));
+        let mut s = SeqStats {
+            n: self.n.iter().sum::<u64>() as i64,
+            policy: total(&self.policy),
+            reference: total(&self.reference),
+            last,
+            ..SeqStats::default()
+        };
+        for k in 0..4 {
+            s.sums[k] = total(&self.sums[k]);
+            s.clamped[k] = self.clamped[k].iter().sum();
+        }
+        // mse is k2, clamped alike.
+        s.sums[4] = s.sums[1];
+        s.clamped[4] = s.clamped[1];
+        // A non-finite selected value makes its log-prob sum non-finite
+        // (NaN fails the comparison above it); a log ratio past
+        // `expm1::MAX_ARG` makes k3 +inf. The exact path redoes those
+        // spans (an overflowing log-prob sum, accepted there, included).
+        let ok = top(&self.max_pq) <= LOGPROB_TOL
+            && s.policy.is_finite()
+            && s.reference.is_finite()
+            && s.sums.iter().all(|x| x.is_finite());
+        (s, ok)
+    }
+}
+
+/// Vectorised path over one span: blocks of BLOCK tokens, the tail padded
+/// with unselected tokens.
+#[inline(always)]
+fn sum_span_body<const CLAMP: bool>(
+    (p, q): (&[f64], &[f64]),
+    start: usize,
+    mask: Option<&[u8]>,
+    c: Clamp,
+) -> (SeqStats, bool) {
+    let mut acc = Lanes::new();
+    let full = p.len() / BLOCK * BLOCK;
+    let (pb, qb) = (&p[..full], &q[..full]);
+    let rest = p.len() - full;
+    let mut tail_m = [0u8; BLOCK];
+    match mask {
+        Some(m) => {
+            for ((bp, bq), bm) in pb
+                .chunks_exact(BLOCK)
+                .zip(qb.chunks_exact(BLOCK))
+                .zip(m[..full].chunks_exact(BLOCK))
+            {
+                // A block with nothing selected (padding) would add exact
+                // zeros: skipped, its values unread. One with everything
+                // selected takes the unmasked code.
+                let (bp, bq) = (
+                    bp.try_into().unwrap_or(&[0.0; BLOCK]),
+                    bq.try_into().unwrap_or(&[0.0; BLOCK]),
+                );
+                let bm: &[u8; BLOCK] = bm.try_into().unwrap_or(&[0; BLOCK]);
+                let selected = bm.iter().fold(0u32, |n, &k| n + u32::from(k != 0));
+                if selected == 0 {
+                    continue;
+                }
+                if selected == BLOCK_U32 {
+                    acc.add_block::<false, CLAMP>(bp, bq, bm, c);
+                } else {
+                    acc.add_block::<true, CLAMP>(bp, bq, bm, c);
+                }
+            }
+            tail_m[..rest].copy_from_slice(&m[full..]);
+        }
+        None => {
+            for (bp, bq) in pb.chunks_exact(BLOCK).zip(qb.chunks_exact(BLOCK)) {
+                acc.add_block::<false, CLAMP>(
+                    bp.try_into().unwrap_or(&[0.0; BLOCK]),
+                    bq.try_into().unwrap_or(&[0.0; BLOCK]),
+                    &[1; BLOCK],
+                    c,
+                );
+            }
+            tail_m[..rest].fill(1);
+        }
+    }
+    if rest > 0 {
+        let (mut tail_p, mut tail_q) = ([0.0; BLOCK], [0.0; BLOCK]);
+        tail_p[..rest].copy_from_slice(&p[full..]);
+        tail_q[..rest].copy_from_slice(&q[full..]);
+        acc.add_block::<true, CLAMP>(&tail_p, &tail_q, &tail_m, c);
+    }
+    #[allow(clippy::cast_possible_wrap)]
+    let last = match mask {
+        Some(m) => last_selected(m).map_or(-1, |j| (start + j) as i64),
+        None => last_of_unmasked(start, p.len()),
+    };
+    acc.finish(last)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sum_span_avx2<const CLAMP: bool>(
+    slices: (&[f64], &[f64]),
+    start: usize,
+    mask: Option<&[u8]>,
+    c: Clamp,
+) -> (SeqStats, bool) {
+    sum_span_body::<CLAMP>(slices, start, mask, c)
+}
+
+/// The vectorised path, with 256-bit vectors where the CPU has them. No
+/// fused multiply-adds either way, so both give the same bits.
+fn sum_span_fast<const CLAMP: bool>(
+    slices: (&[f64], &[f64]),
+    start: usize,
+    mask: Option<&[u8]>,
+    c: Clamp,
+) -> (SeqStats, bool) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the running CPU supports AVX2, checked just above.
+        return unsafe { sum_span_avx2::<CLAMP>(slices, start, mask, c) };
+    }
+    sum_span_body::<CLAMP>(slices, start, mask, c)
 }
 
 fn reduce_one(
@@ -226,9 +464,17 @@ fn reduce_one(
 ) -> Result<SeqStats> {
     let (start, end, mask) = tokens.selected_span(i);
     let slices = (&policy[start..end], &reference[start..end]);
+    let none = Clamp { lo: 0.0, hi: 0.0 };
     let (s, ok) = match clamp {
-        Some(c) => sum_span::<true>(slices, start, mask, c),
-        None => sum_span::<false>(slices, start, mask, Clamp { lo: 0.0, hi: 0.0 }),
+        Some(c) => sum_span_fast::<true>(slices, start, mask, c),
+        None => sum_span_fast::<false>(slices, start, mask, none),
+    };
+    if ok {
+        return Ok(s);
+    }
+    let (s, ok) = match clamp {
+        Some(c) => sum_span_exact::<true>(slices, start, mask, c),
+        None => sum_span_exact::<false>(slices, start, mask, none),
     };
     if ok && s.sums.iter().all(|x| x.is_finite()) {
         return Ok(s);
@@ -425,6 +671,83 @@ mod tests {
         assert!(close(r.sums[0][0], 1.0 + 1e-7, 1e-15));
         let e = reduce(&[-1.0, 2e-6, 9.0], &q, &t, None).unwrap_err();
         assert!(e.to_string().contains("log-prob is 0.000002 > 0"), "{e}");
+    }
+
+    /// The vectorised path against the token-by-token one (libm's expm1),
+    /// over spans of every length around the block size, every selection,
+    /// with and without a clamp, and NaN padding outside the mask.
+    #[test]
+    fn vectorised_path_agrees_with_the_exact_one() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut unif = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for len in (0..=3 * BLOCK + 1).chain([1000, 1001]) {
+            let p: Vec<f64> = (0..len).map(|_| -4.0 * unif()).collect();
+            let mut q: Vec<f64> = p
+                .iter()
+                .map(|&x| (x + 2.0 * unif() - 1.0).min(0.0))
+                .collect();
+            let mut m: Vec<u8> = (0..len).map(|_| u8::from(unif() < 0.7) * 3).collect();
+            if len > 2 {
+                q[len / 2] = -1e-9; // a tiny ratio somewhere
+                m[len - 1] = 0;
+            }
+            let mut p_nan = p.clone();
+            for (x, &k) in p_nan.iter_mut().zip(&m) {
+                if k == 0 {
+                    *x = f64::NAN;
+                }
+            }
+            // Padding as a trainer lays it out: whole blocks selected, then
+            // whole blocks not (skipped by the vector path), NaN there.
+            let prefix: Vec<u8> = (0..len).map(|j| u8::from(j < len * 2 / 3)).collect();
+            let mut p_pad = p.clone();
+            for (x, &k) in p_pad.iter_mut().zip(&prefix) {
+                if k == 0 {
+                    *x = f64::NAN;
+                }
+            }
+            for clamp in [None, Some(Clamp::new(-0.3, 0.05).unwrap())] {
+                let c = clamp.unwrap_or(Clamp { lo: 0.0, hi: 0.0 });
+                for (sel, pp) in [
+                    (None, &p),
+                    (Some(&m[..]), &p_nan),
+                    (Some(&prefix[..]), &p_pad),
+                ] {
+                    let (fast, ok) = if clamp.is_some() {
+                        sum_span_fast::<true>((pp, &q), 5, sel, c)
+                    } else {
+                        sum_span_fast::<false>((pp, &q), 5, sel, c)
+                    };
+                    let (exact, ok2) = if clamp.is_some() {
+                        sum_span_exact::<true>((pp, &q), 5, sel, c)
+                    } else {
+                        sum_span_exact::<false>((pp, &q), 5, sel, c)
+                    };
+                    assert!(ok && ok2, "len {len}");
+                    assert_eq!((fast.n, fast.last), (exact.n, exact.last), "len {len}");
+                    assert_eq!(fast.clamped, exact.clamped, "len {len}");
+                    for k in 0..5 {
+                        let scale = exact.sums[k].abs() + 1e-300;
+                        let gap = (fast.sums[k] - exact.sums[k]).abs() / scale;
+                        assert!(gap < 1e-13, "len {len} estimator {k}: {gap}");
+                    }
+                    assert!((fast.policy - exact.policy).abs() <= 1e-13 * exact.policy.abs());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ratios_past_the_fast_range_use_the_c_library() {
+        // x = 709.5: e^x is finite though 2^1024 is not; the exact path runs.
+        let t = Tokens::new(&[0, 2], Selection::All, 2).unwrap();
+        let r = reduce(&[-709.5, -1.0], &[0.0, -1.0], &t, None).unwrap();
+        assert_eq!(r.sums[2][0], 709.5f64.exp_m1() - 709.5);
     }
 
     #[test]
