@@ -372,7 +372,7 @@ def test_gold_letter_not_among_options_is_skipped_not_reread(tmp_path):
     ):
         res = analyse_flips(_write_jsonl(tmp_path / "z.jsonl", rows))
     assert res.skipped == {"gold letter not among the options": 1}
-    assert res.skipped_rows == {"gold letter not among the options": ["z.jsonl:0"]}
+    assert res.skipped_rows == {"gold letter not among the options": ["z.jsonl row 0"]}
     # Row 0 was correct→wrong against gold A; without it: 2 of 5, and no item
     # became "initially wrong" because of the bad gold.
     s = res.overall
@@ -425,7 +425,7 @@ def test_same_file_twice_counts_each_item_once(tmp_path, capsys):
     with pytest.warns(DataQualityWarning, match="duplicate row"):
         res = analyse_flips([path, other])
     assert (res.overall["flip_rate"]["k"], res.overall["flip_rate"]["n"]) == (3, 6)
-    assert res.skipped_rows[DUPLICATE][:2] == ["f.jsonl:0", "f.jsonl:1"]
+    assert res.skipped_rows[DUPLICATE][:2] == ["f.jsonl row 0", "f.jsonl row 1"]
     assert main(["flips", str(path), str(path)]) == 0
     out = capsys.readouterr().out
     assert "items=8  skipped=8" in out
@@ -441,7 +441,7 @@ def test_conflicting_duplicate_ids_are_refused(tmp_path):
     b_dir = tmp_path / "b"
     b_dir.mkdir()
     b = _write_jsonl(b_dir / "a.jsonl", rows)
-    with pytest.raises(InputError, match=r"a\.jsonl:3 and a\.jsonl:3 share dataset"):
+    with pytest.raises(InputError, match=r"a\.jsonl row 3 and a\.jsonl row 3 share dataset"):
         analyse_flips([a, b])
     # With a model label each, they are two runs: compared, not refused.
     for r in rows:

@@ -313,7 +313,7 @@ _TEXTS = ("question", "gold", "first_text", "reply", "second_text", "final_text"
 
 
 def _where(r: dict) -> str:
-    return f"{Path(r['source']).name}:{r['row']}"
+    return f"{Path(r['source']).name} row {r['row']}"
 
 
 def _drop_duplicates(rows: list[dict], skip) -> list[dict]:
@@ -400,7 +400,7 @@ def load_transcripts(
         if path.resolve() in n_read:
             # The same file again: every row of it is a duplicate.
             for i in range(n_read[path.resolve()]):
-                skip(DUPLICATE, f"{path.name}:{i}")
+                skip(DUPLICATE, f"{path.name} row {i}")
             log.info("%s: passed more than once; read once", path)
             continue
         records = _read_records(path)
@@ -413,7 +413,7 @@ def load_transcripts(
                 raise InputError(f"{path.name}: row {i} is {_kind(raw)}, not a record")
             r = _normalise_row(raw, i, str(path), ds, model)
             if isinstance(r, str):
-                skip(r, f"{path.name}:{i}")
+                skip(r, f"{path.name} row {i}")
                 continue
             rows.append(r)
             kept += 1
