@@ -49,7 +49,9 @@ fn bt_style_newton<'py>(
     let n = fit.coef.len();
     let d = PyDict::new(py);
     d.set_item("coef", fit.coef.into_pyarray(py))?;
-    let cov = fit.cov.map(|c| Array2::from_shape_vec((n, n), c).map(|m| m.into_pyarray(py)));
+    let cov = fit
+        .cov
+        .map(|c| Array2::from_shape_vec((n, n), c).map(|m| m.into_pyarray(py)));
     let cov = cov
         .transpose()
         .map_err(|e| to_py(CoreError::Fit(e.to_string())))?;

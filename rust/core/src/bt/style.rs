@@ -173,6 +173,9 @@ fn sort_pairs(a: &[u32], b: &[u32], k: usize) -> Sorted {
     Sorted { perm, start, pair }
 }
 
+/// One block's loss, first pair, pair sums, sum w r z and sum w s z z^T.
+type BlockSums = (f64, usize, Vec<f64>, Vec<f64>, Vec<f64>);
+
 /// Sums of one pass.
 struct PassSums {
     nll: f64,
@@ -223,7 +226,7 @@ impl Problem<'_> {
         let gamma = &beta[self.n - p..];
         let width = 2 + p;
         let blocks = n.div_ceil(BLOCK);
-        let parts: Vec<(f64, usize, Vec<f64>, Vec<f64>, Vec<f64>)> = (0..blocks)
+        let parts: Vec<BlockSums> = (0..blocks)
             .into_par_iter()
             .map(|t| {
                 let (lo, hi) = (t * BLOCK, ((t + 1) * BLOCK).min(n));
@@ -420,7 +423,11 @@ fn max_abs(v: &[f64]) -> f64 {
 /// the largest diagonal entry) when H is not numerically positive definite.
 fn newton_step(h: &[f64], g: &[f64], n: usize) -> Option<(Vec<f64>, bool)> {
     let dmax = (0..n).map(|j| h[j * n + j]).fold(0.0, f64::max);
-    let scale = if dmax > 0.0 && dmax.is_finite() { dmax } else { 1.0 };
+    let scale = if dmax > 0.0 && dmax.is_finite() {
+        dmax
+    } else {
+        1.0
+    };
     let mut mu = 0.0;
     for _ in 0..16 {
         let mut l = h.to_vec();
@@ -440,13 +447,23 @@ fn newton_step(h: &[f64], g: &[f64], n: usize) -> Option<(Vec<f64>, bool)> {
 fn validate(d: &StyleData, o: &StyleOptions) -> Result<()> {
     let n = d.a.len();
     if o.k < 2 {
-        return Err(invalid!("k = {}: style control needs at least 2 models", o.k));
+        return Err(invalid!(
+            "k = {}: style control needs at least 2 models",
+            o.k
+        ));
     }
     if o.reference >= o.k {
-        return Err(invalid!("reference model {} out of range (k = {})", o.reference, o.k));
+        return Err(invalid!(
+            "reference model {} out of range (k = {})",
+            o.reference,
+            o.k
+        ));
     }
     if !(o.alpha.is_finite() && o.alpha >= 0.0) {
-        return Err(invalid!("alpha = {}; expected a finite value >= 0", o.alpha));
+        return Err(invalid!(
+            "alpha = {}; expected a finite value >= 0",
+            o.alpha
+        ));
     }
     if !(o.tol.is_finite() && o.tol > 0.0) {
         return Err(invalid!("tol = {}; expected a finite value > 0", o.tol));
@@ -480,12 +497,19 @@ fn validate(d: &StyleData, o: &StyleOptions) -> Result<()> {
         }
         let (y, w) = (d.y[i], d.w[i]);
         if !(y.is_finite() && (0.0..=1.0).contains(&y)) {
-            return Err(invalid!("battle {i}: target y = {y}; expected a value in [0, 1]"));
+            return Err(invalid!(
+                "battle {i}: target y = {y}; expected a value in [0, 1]"
+            ));
         }
         if !(w.is_finite() && w >= 0.0) {
-            return Err(invalid!("battle {i}: weight {w}; expected a finite value >= 0"));
+            return Err(invalid!(
+                "battle {i}: weight {w}; expected a finite value >= 0"
+            ));
         }
-        if let Some(j) = d.z[i * d.p..(i + 1) * d.p].iter().position(|v| !v.is_finite()) {
+        if let Some(j) = d.z[i * d.p..(i + 1) * d.p]
+            .iter()
+            .position(|v| !v.is_finite())
+        {
             return Err(invalid!("battle {i}: style covariate {j} is not finite"));
         }
     }

@@ -130,11 +130,12 @@ fn dense_reference(s: &Sim, p: usize, k: usize, reference: usize, alpha: f64) ->
                 .max_by(|&u, &v| aug[u][c].abs().total_cmp(&aug[v][c].abs()))
                 .unwrap();
             aug.swap(c, piv);
-            for r in 0..n {
+            let pivot = aug[c].clone();
+            for (r, row) in aug.iter_mut().enumerate() {
                 if r != c {
-                    let f = aug[r][c] / aug[c][c];
-                    for q in c..=n {
-                        aug[r][q] -= f * aug[c][q];
+                    let f = row[c] / pivot[c];
+                    for (u, v) in row[c..].iter_mut().zip(&pivot[c..]) {
+                        *u -= f * v;
                     }
                 }
             }
@@ -284,21 +285,36 @@ fn bad_inputs_name_the_battle() {
         ..data(&s, 1)
     };
     let e = fit_style(&d, &opts(3, 0, 0.0)).unwrap_err();
-    assert!(matches!(&e, CoreError::InvalidInput(m) if m.contains("battle 7")), "{e}");
+    assert!(
+        matches!(&e, CoreError::InvalidInput(m) if m.contains("battle 7")),
+        "{e}"
+    );
     let mut z = s.z.clone();
     z[4] = f64::NAN;
-    let d = StyleData { z: &z, ..data(&s, 1) };
+    let d = StyleData {
+        z: &z,
+        ..data(&s, 1)
+    };
     let e = fit_style(&d, &opts(3, 0, 0.0)).unwrap_err();
-    assert!(matches!(&e, CoreError::InvalidInput(m) if m.contains("battle 4")), "{e}");
+    assert!(
+        matches!(&e, CoreError::InvalidInput(m) if m.contains("battle 4")),
+        "{e}"
+    );
     let mut y = s.y.clone();
     y[2] = 1.5;
-    let d = StyleData { y: &y, ..data(&s, 1) };
+    let d = StyleData {
+        y: &y,
+        ..data(&s, 1)
+    };
     assert!(fit_style(&d, &opts(3, 0, 0.0)).is_err());
     let d = StyleData {
         w: &s.w[..9],
         ..data(&s, 1)
     };
     let e = fit_style(&d, &opts(3, 0, 0.0)).unwrap_err();
-    assert!(matches!(&e, CoreError::InvalidInput(m) if m.contains("length of w")), "{e}");
+    assert!(
+        matches!(&e, CoreError::InvalidInput(m) if m.contains("length of w")),
+        "{e}"
+    );
     assert!(fit_style(&data(&s, 1), &opts(3, 3, 0.0)).is_err());
 }
