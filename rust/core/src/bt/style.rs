@@ -136,6 +136,9 @@ struct Sorted {
     start: Vec<usize>,
     /// (a, b) of each pair.
     pair: Vec<(u32, u32)>,
+    /// Per block of a pass, the first pair whose run starts in it, plus the
+    /// number of pairs.
+    owned: Vec<usize>,
 }
 
 fn sort_pairs(a: &[u32], b: &[u32], k: usize) -> Sorted {
@@ -170,17 +173,25 @@ fn sort_pairs(a: &[u32], b: &[u32], k: usize) -> Sorted {
         }
     }
     start.push(n);
-    Sorted { perm, start, pair }
+    let mut owned: Vec<usize> = (0..n.div_ceil(BLOCK))
+        .map(|t| start.partition_point(|&x| x < t * BLOCK))
+        .collect();
+    owned.push(pair.len());
+    Sorted {
+        perm,
+        start,
+        pair,
+        owned,
+    }
 }
 
-/// One block's loss, first pair, pair sums, sum w r z and sum w s z z^T.
+/// One block's loss, first pair, the sums of that pair when its run began
+/// in an earlier block (else empty), sum w r z and sum w s z z^T.
 type BlockSums = (f64, usize, Vec<f64>, Vec<f64>, Vec<f64>);
 
 /// Sums of one pass.
 struct PassSums {
     nll: f64,
-    /// Per pair: S, R, Sz (2 + p values each); empty for a loss-only pass.
-    pair: Vec<f64>,
     /// sum w r z (p) and sum w s z z^T (p x p, upper triangle).
     rz: Vec<f64>,
     szz: Vec<f64>,
@@ -193,6 +204,8 @@ struct Problem<'a> {
     /// Coefficient of each model (None for the reference).
     col: Vec<Option<usize>>,
     n: usize,
+    /// The pair sums' buffer, kept between passes.
+    buf: std::sync::Mutex<Vec<f64>>,
 }
 
 /// Loss, p(1 - p) and p of one battle at margin `eta` (stable in the tails).
@@ -219,21 +232,44 @@ impl Problem<'_> {
         self.col[m as usize].map_or(0.0, |c| beta[c])
     }
 
-    /// One pass at `beta`: the loss, and with `hess` the pair and style sums.
-    fn pass(&self, beta: &[f64], hess: bool) -> PassSums {
+    /// One pass at `beta`: the loss, and with `pair` (length pairs x
+    /// (2 + p), overwritten) the pair sums and the style sums.
+    ///
+    /// Block `t` owns the pairs whose run starts among its positions and
+    /// writes their sums straight into its own slice of `pair`; a run that
+    /// began in an earlier block comes back as a carry, added afterwards
+    /// in block order. (Collecting every block's pair sums into fresh
+    /// vectors cost a third of a pass in zeroing new pages.)
+    fn pass(&self, beta: &[f64], pair: Option<&mut [f64]>) -> PassSums {
         let (p, d, s) = (self.d.p, self.d, &self.s);
         let n = d.a.len();
         let gamma = &beta[self.n - p..];
         let width = 2 + p;
-        let blocks = n.div_ceil(BLOCK);
-        let parts: Vec<BlockSums> = (0..blocks)
+        let hess = pair.is_some();
+        let owned = &s.owned;
+        let blocks = owned.len() - 1;
+        let mut slices: Vec<&mut [f64]> = Vec::with_capacity(blocks);
+        let mut out_pair = pair;
+        if let Some(buf) = out_pair.as_deref_mut() {
+            let mut rest = buf;
+            for t in 0..blocks {
+                let (mine, tail) = rest.split_at_mut((owned[t + 1] - owned[t]) * width);
+                slices.push(mine);
+                rest = tail;
+            }
+        } else {
+            slices.resize_with(blocks, || &mut []);
+        }
+        let parts: Vec<BlockSums> = slices
             .into_par_iter()
-            .map(|t| {
+            .enumerate()
+            .map(|(t, mine)| {
+                mine.fill(0.0);
                 let (lo, hi) = (t * BLOCK, ((t + 1) * BLOCK).min(n));
                 // First pair overlapping this block.
                 let first = s.start.partition_point(|&x| x <= lo) - 1;
                 let mut nll = 0.0;
-                let mut pairs = Vec::new();
+                let mut carry = vec![0.0; if hess && first < owned[t] { width } else { 0 }];
                 let mut rz = vec![0.0; if hess { p } else { 0 }];
                 let mut szz = vec![0.0; if hess { p * p } else { 0 }];
                 let mut g = first;
@@ -242,10 +278,14 @@ impl Problem<'_> {
                     let end = s.start[g + 1].min(hi);
                     let (ma, mb) = s.pair[g];
                     let base = self.theta(beta, ma) - self.theta(beta, mb);
-                    let at = pairs.len();
-                    if hess {
-                        pairs.resize(at + width, 0.0);
-                    }
+                    let acc: &mut [f64] = if !hess {
+                        &mut []
+                    } else if g < owned[t] {
+                        &mut carry
+                    } else {
+                        let at = (g - owned[t]) * width;
+                        &mut mine[at..at + width]
+                    };
                     for &i in &s.perm[q..end] {
                         let i = i as usize;
                         let w = d.w[i];
@@ -261,7 +301,6 @@ impl Problem<'_> {
                         nll += w * loss;
                         if hess {
                             let (ws, wr) = (w * var, w * (prob - d.y[i]));
-                            let acc = &mut pairs[at..at + width];
                             acc[0] += ws;
                             acc[1] += wr;
                             for j in 0..p {
@@ -277,24 +316,19 @@ impl Problem<'_> {
                     q = end;
                     g += 1;
                 }
-                (nll, first, pairs, rz, szz)
+                (nll, first, carry, rz, szz)
             })
             .collect();
         let mut out = PassSums {
             nll: 0.0,
-            pair: if hess {
-                vec![0.0; s.pair.len() * width]
-            } else {
-                Vec::new()
-            },
             rz: vec![0.0; if hess { p } else { 0 }],
             szz: vec![0.0; if hess { p * p } else { 0 }],
         };
-        for (nll, first, pairs, rz, szz) in parts {
+        for (nll, first, carry, rz, szz) in parts {
             out.nll += nll;
-            if hess {
-                let dst = &mut out.pair[first * width..first * width + pairs.len()];
-                for (u, v) in dst.iter_mut().zip(&pairs) {
+            if let Some(buf) = out_pair.as_deref_mut() {
+                let dst = &mut buf[first * width..first * width + carry.len()];
+                for (u, v) in dst.iter_mut().zip(&carry) {
                     *u += v;
                 }
                 for (u, v) in out.rz.iter_mut().zip(&rz) {
@@ -319,12 +353,18 @@ impl Problem<'_> {
     /// Penalised objective, gradient and full Hessian (row-major) at `beta`.
     fn evaluate(&self, beta: &[f64]) -> Eval {
         let (p, n) = (self.d.p, self.n);
-        let sums = self.pass(beta, true);
+        let width = 2 + p;
+        let mut pair_sums = self
+            .buf
+            .lock()
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default();
+        pair_sums.resize(self.s.pair.len() * width, 0.0);
+        let sums = self.pass(beta, Some(&mut pair_sums));
         let kt = n - p;
         let mut g = vec![0.0; n];
         let mut h = vec![0.0; n * n];
-        let width = 2 + p;
-        for (pr, acc) in self.s.pair.iter().zip(sums.pair.chunks_exact(width)) {
+        for (pr, acc) in self.s.pair.iter().zip(pair_sums.chunks_exact(width)) {
             let (ca, cb) = (self.col[pr.0 as usize], self.col[pr.1 as usize]);
             let (sv, rv, sz) = (acc[0], acc[1], &acc[2..]);
             if let Some(a) = ca {
@@ -365,12 +405,15 @@ impl Problem<'_> {
                 h[m * n + m] += self.o.alpha;
             }
         }
+        if let Ok(mut b) = self.buf.lock() {
+            *b = pair_sums;
+        }
         let obj = sums.nll + self.ridge(beta);
         Eval { obj, g, h }
     }
 
     fn objective(&self, beta: &[f64]) -> f64 {
-        self.pass(beta, false).nll + self.ridge(beta)
+        self.pass(beta, None).nll + self.ridge(beta)
     }
 
     /// Largest |x_i . v| over battles with positive weight, and the largest
@@ -540,6 +583,7 @@ pub fn fit_style(d: &StyleData, o: &StyleOptions) -> Result<StyleFit> {
         s: sort_pairs(d.a, d.b, o.k),
         col,
         n,
+        buf: std::sync::Mutex::new(Vec::new()),
     };
     let mut beta = vec![0.0; n];
     let mut e = pr.evaluate(&beta);

@@ -318,3 +318,53 @@ fn bad_inputs_name_the_battle() {
     );
     assert!(fit_style(&data(&s, 1), &opts(3, 3, 0.0)).is_err());
 }
+
+#[test]
+fn one_pair_over_many_blocks_matches_closed_form() {
+    // Two models, z = +-1: theta + gamma = logit(rate | z = 1) and
+    // theta - gamma = logit(rate | z = -1), with the only pair's run spread
+    // over several blocks of a pass (its sums come back as carries).
+    let n = 3 * BLOCK + 123;
+    let mut r = Lcg(9);
+    let a = vec![0u32; n];
+    let b = vec![1u32; n];
+    let z: Vec<f64> = (0..n)
+        .map(|i| if i % 3 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    let y: Vec<f64> = z
+        .iter()
+        .map(|&zi| f64::from(u8::from(r.unit() < if zi > 0.0 { 0.7 } else { 0.45 })))
+        .collect();
+    let w = vec![1.0; n];
+    let d = StyleData {
+        a: &a,
+        b: &b,
+        z: &z,
+        p: 1,
+        y: &y,
+        w: &w,
+    };
+    let rate = |sign: f64| {
+        let (mut k, mut m) = (0.0, 0.0);
+        for (zi, yi) in z.iter().zip(&y) {
+            if *zi == sign {
+                k += yi;
+                m += 1.0;
+            }
+        }
+        (k / m, m)
+    };
+    let ((r1, n1), (r0, n0)) = (rate(1.0), rate(-1.0));
+    let logit = |q: f64| (q / (1.0 - q)).ln();
+    let fit = fit_style(&d, &opts(2, 1, 0.0)).unwrap();
+    assert_eq!(fit.status, StyleStatus::Converged);
+    let (t, g) = (fit.coef[0], fit.coef[1]);
+    assert!((t + g - logit(r1)).abs() < 1e-10, "{t} {g}");
+    assert!((t - g - logit(r0)).abs() < 1e-10, "{t} {g}");
+    // Var(theta - gamma) = 1 / (n0 r0 (1 - r0)).
+    let c = fit.cov.unwrap();
+    let v = c[0] + c[3] - 2.0 * c[1];
+    assert!((v * n0 * r0 * (1.0 - r0) - 1.0).abs() < 1e-8, "{v}");
+    let v1 = c[0] + c[3] + 2.0 * c[1];
+    assert!((v1 * n1 * r1 * (1.0 - r1) - 1.0).abs() < 1e-8, "{v1}");
+}
