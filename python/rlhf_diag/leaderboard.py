@@ -1895,7 +1895,8 @@ def fit_style_controlled(
     design ``[one-hot(a) - one-hot(b) without a reference model | z]``.
     Above that, a battle-by-battle Newton in the core fits the same
     objective over the ``K - 1 + p`` coefficients without forming the
-    design (memory: the battles plus the ``(K - 1 + p)^2`` Hessian); its
+    design (memory: the battles copied once in pair order plus the
+    ``(K - 1 + p)^2`` Hessian); its
     separation check certifies the directions Newton drifts along, as the
     dense engine's second check does. The two agree to the tolerance.
 
