@@ -8,7 +8,7 @@ import pytest
 
 import rlhf_diag.leaderboard as lbm
 from rlhf_diag import _core
-from rlhf_diag.exceptions import InputError, SeparationWarning
+from rlhf_diag.exceptions import FitError, InputError, SeparationWarning
 from rlhf_diag.leaderboard import fit_style_controlled
 
 A, B, T = "model_a", "model_b", "tie"
@@ -44,7 +44,11 @@ def both(frame, **kw):
 
 @pytest.mark.parametrize(
     "ties, weights, alpha, anchor",
-    [("half", True, 0.0, None), ("half", True, 2.0, None), ("drop", False, 0.5, "m003")],
+    [
+        ("half", True, 0.0, None),
+        ("half", True, 2.0, None),
+        ("drop", False, 0.5, "m003"),
+    ],
 )
 def test_sparse_equals_dense(ties, weights, alpha, anchor):
     frame, _, _ = simulate(20, 20_000, 3, seed=1, ties=0.15, weights=weights)
@@ -89,7 +93,9 @@ def style_battles() -> pl.DataFrame:
 
 
 def test_published_answer_through_sparse_path():
-    lb = fit_style_controlled(style_battles(), style=["d"], scale="log", _engine="sparse")
+    lb = fit_style_controlled(
+        style_battles(), style=["d"], scale="log", _engine="sparse"
+    )
     # theta + gamma = logit 0.8, theta - gamma = logit 0.4.
     assert lb.difference("A", "B")["difference"] == pytest.approx(0.490415, abs=1e-6)
     (gamma,) = lb.style
@@ -160,3 +166,34 @@ def test_known_truth_k200_n1e6_recovers_gamma():
     se = np.sqrt(np.diag(lb.cov_))[[lb.models.index(f"m{i:03d}") for i in range(200)]]
     zscores = (est - truth) / se
     assert np.mean(np.abs(zscores) < 1.96) > 0.9
+
+
+def test_sparse_names_a_model_left_without_information():
+    # C plays only ties, which ties="drop" removes: no information on it.
+    rows = [
+        ("A", "B", A, 1.0),
+        ("B", "A", A, -1.0),
+        ("A", "B", B, 0.5),
+        ("B", "A", B, 0.2),
+        ("A", "C", T, 0.3),
+        ("C", "B", T, -0.4),
+        ("A", "B", A, -0.3),
+        ("B", "A", B, 0.1),
+    ]
+    frame = pl.DataFrame(
+        {
+            "model_a": [r[0] for r in rows],
+            "model_b": [r[1] for r in rows],
+            "winner": [r[2] for r in rows],
+            "d": [r[3] for r in rows],
+        }
+    )
+    with pytest.raises(FitError, match="no information on model 'C'"):
+        fit_style_controlled(frame, style=["d"], ties="drop", _engine="sparse")
+    # With the prior C is pulled to the others' mean and the fit is finite.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lb = fit_style_controlled(
+            frame, style=["d"], ties="drop", alpha=1.0, _engine="sparse"
+        )
+    assert np.isfinite(lb.theta_).all()

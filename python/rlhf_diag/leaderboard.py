@@ -1793,18 +1793,30 @@ class _StyleFit:
 
 def _style_sparse_fit(ba, z, y, w, ref, names, alpha, tol, max_iter) -> _StyleFit:
     """Style control by the core's battle-by-battle Newton (no design)."""
-    raw = _core.bt_style_newton(
-        np.ascontiguousarray(ba.a, dtype=np.uint32),
-        np.ascontiguousarray(ba.b, dtype=np.uint32),
-        np.ascontiguousarray(z, dtype=np.float64).reshape(len(ba.a), z.shape[1]),
-        np.ascontiguousarray(y, dtype=np.float64),
-        np.ascontiguousarray(w, dtype=np.float64),
-        len(ba.models),
-        ref,
-        float(alpha),
-        float(tol),
-        int(max_iter),
-    )
+    import re
+
+    try:
+        raw = _core.bt_style_newton(
+            np.ascontiguousarray(ba.a, dtype=np.uint32),
+            np.ascontiguousarray(ba.b, dtype=np.uint32),
+            np.ascontiguousarray(z, dtype=np.float64).reshape(len(ba.a), z.shape[1]),
+            np.ascontiguousarray(y, dtype=np.float64),
+            np.ascontiguousarray(w, dtype=np.float64),
+            len(ba.models),
+            ref,
+            float(alpha),
+            float(tol),
+            int(max_iter),
+        )
+    except FitError as exc:  # the core numbers models and covariates
+        style = names[len(ba.models) - 1 :]
+        msg = re.sub(
+            r"model #(\d+)", lambda m: f"model {ba.models[int(m[1])]!r}", str(exc)
+        )
+        msg = re.sub(
+            r"style covariate #(\d+)", lambda m: f"style {style[int(m[1])]!r}", msg
+        )
+        raise FitError(msg) from None
     status = raw["status"]
     cov = raw["cov"]
     refused = None

@@ -70,6 +70,10 @@ const ZERO_MARGIN: f64 = 1e-6;
 /// taken as coefficients without bound.
 const HUGE_MARGIN: f64 = 30.0;
 
+/// Most coefficients (models + covariates) a fit takes: its dense Hessian,
+/// kept in a few copies, is 3.2 GB at this size.
+pub const MAX_COEF: usize = 20_000;
+
 /// Inputs of [`fit_style`]; `z` is `n x p` row-major.
 pub struct StyleData<'a> {
     pub a: &'a [u32],
@@ -553,7 +557,15 @@ fn validate(d: &StyleData, o: &StyleOptions) -> Result<()> {
             return Err(invalid!("length of {name} is {len}; a has {n} battles"));
         }
     }
-    if d.z.len() != n * d.p {
+    if o.k.saturating_add(d.p) > MAX_COEF {
+        return Err(invalid!(
+            "{} models and {} style covariates: at most {MAX_COEF} coefficients \
+             (the dense Hessian has their square)",
+            o.k,
+            d.p
+        ));
+    }
+    if n.checked_mul(d.p) != Some(d.z.len()) {
         return Err(invalid!(
             "z has {} values; expected battles x p = {n} x {}",
             d.z.len(),
@@ -681,7 +693,7 @@ pub fn fit_style(d: &StyleData, o: &StyleOptions) -> Result<StyleFit> {
         None => {
             let mut l = e.h.clone();
             if !cholesky(&mut l, n) {
-                return Err(singular(&e.h, n, kt));
+                return Err(singular(&e.h, n, kt, o.reference));
             }
             (status, Some(cholesky_inverse(&l, n)), Vec::new())
         }
@@ -740,12 +752,14 @@ fn separation(
 }
 
 /// The error for a Hessian without a Cholesky factor at the optimum.
-fn singular(h: &[f64], n: usize, kt: usize) -> CoreError {
+/// Models are named `model #m` (their index) and covariates `style
+/// covariate #j`, so that a caller can put names in.
+fn singular(h: &[f64], n: usize, kt: usize, reference: usize) -> CoreError {
     let name = |j: usize| {
         if j < kt {
-            format!("model coefficient {j}")
+            format!("model #{}", if j < reference { j } else { j + 1 })
         } else {
-            format!("style covariate {}", j - kt)
+            format!("style covariate #{}", j - kt)
         }
     };
     let zero: Vec<String> = (0..n).filter(|&j| h[j * n + j] <= 0.0).map(name).collect();

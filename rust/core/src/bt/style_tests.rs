@@ -368,3 +368,13 @@ fn one_pair_over_many_blocks_matches_closed_form() {
     let v1 = c[0] + c[3] + 2.0 * c[1];
     assert!((v1 * n1 * r1 * (1.0 - r1) - 1.0).abs() < 1e-8, "{v1}");
 }
+
+#[test]
+fn too_many_coefficients_are_refused() {
+    let s = simulate(3, 10, 1, 1);
+    let e = fit_style(&data(&s, 1), &opts(MAX_COEF, 0, 0.0)).unwrap_err();
+    assert!(
+        matches!(&e, CoreError::InvalidInput(m) if m.contains("at most")),
+        "{e}"
+    );
+}
