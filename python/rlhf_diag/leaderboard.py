@@ -1774,6 +1774,78 @@ def _style_constrain(coef, cov, k, ref, anchor_idx):
     return t @ theta, t @ c @ t.T
 
 
+@dataclass
+class _StyleFit:
+    """The fields of a logistic fit that :func:`fit_style_controlled` reads,
+    from the battle-by-battle Newton."""
+
+    coef_: np.ndarray
+    cov_: np.ndarray | None
+    se_: np.ndarray | None
+    n_iter_: int
+    grad_norm_: float
+    converged_: bool
+    status: str
+    total_weight: float
+    refused_reason: str | None
+    separated_features: list[str]
+
+
+def _style_sparse_fit(ba, z, y, w, ref, names, alpha, tol, max_iter) -> _StyleFit:
+    """Style control by the core's battle-by-battle Newton (no design)."""
+    import re
+
+    try:
+        raw = _core.bt_style_newton(
+            np.ascontiguousarray(ba.a, dtype=np.uint32),
+            np.ascontiguousarray(ba.b, dtype=np.uint32),
+            np.ascontiguousarray(z, dtype=np.float64).reshape(len(ba.a), z.shape[1]),
+            np.ascontiguousarray(y, dtype=np.float64),
+            np.ascontiguousarray(w, dtype=np.float64),
+            len(ba.models),
+            ref,
+            float(alpha),
+            float(tol),
+            int(max_iter),
+        )
+    except FitError as exc:  # the core numbers models and covariates
+        style = names[len(ba.models) - 1 :]
+        msg = re.sub(
+            r"model #(\d+)", lambda m: f"model {ba.models[int(m[1])]!r}", str(exc)
+        )
+        msg = re.sub(
+            r"style covariate #(\d+)", lambda m: f"style {style[int(m[1])]!r}", msg
+        )
+        raise FitError(msg) from None
+    status = raw["status"]
+    cov = raw["cov"]
+    refused = None
+    separated = [names[j] for j in raw["separated"]]
+    if status == "separated":
+        refused = (
+            f"separated along {', '.join(separated)}"
+            if separated
+            else (
+                f"coefficients grow without bound (Newton stopped after "
+                f"{raw['iterations']} steps with margins beyond 30 logits; the "
+                "separating direction was not identified)"
+            )
+        )
+        cov = None
+    return _StyleFit(
+        coef_=np.asarray(raw["coef"]),
+        cov_=cov,
+        se_=None if cov is None else np.sqrt(np.diag(cov)),
+        n_iter_=int(raw["iterations"]),
+        grad_norm_=float(raw["grad_norm"]),
+        converged_=status == "converged",
+        status=status,
+        total_weight=float(raw["total_weight"]),
+        refused_reason=refused,
+        separated_features=separated,
+    )
+
+
 def fit_style_controlled(
     data: str | Path | pl.DataFrame | dict,
     *,
@@ -1793,6 +1865,7 @@ def fit_style_controlled(
     level: float = 0.95,
     tol: float = 1e-12,
     max_iter: int = 100,
+    _engine: str = "auto",
 ) -> Leaderboard:
     """Bradley-Terry with per-battle style covariates (style control).
 
@@ -1828,12 +1901,16 @@ def fit_style_controlled(
 
     Notes
     -----
-    The fit shares :func:`rlhf_diag.logistic.fit_logistic` (Newton, exact
-    separation checks, Hessian errors) with the audit's style-only fit, on
-    the design ``[one-hot(a) - one-hot(b) without a reference model | z]``.
-    That design is dense: it is refused above 5e7 cells (battles x
-    (models + covariates)); a battle-by-battle Newton over the ``K + p``
-    parameters is not built yet.
+    Up to 5e7 cells (battles x (models + covariates)) the fit shares
+    :func:`rlhf_diag.logistic.fit_logistic` (Newton, exact separation
+    checks, Hessian errors) with the audit's style-only fit, on the dense
+    design ``[one-hot(a) - one-hot(b) without a reference model | z]``.
+    Above that, a battle-by-battle Newton in the core fits the same
+    objective over the ``K - 1 + p`` coefficients without forming the
+    design (memory: the battles copied once in pair order plus the
+    ``(K - 1 + p)^2`` Hessian); its
+    separation check certifies the directions Newton drifts along, as the
+    dense engine's second check does. The two agree to the tolerance.
 
     References
     ----------
@@ -1895,12 +1972,11 @@ def fit_style_controlled(
     style = [f for f, v in zip(style, varies) if v]
     z = z[:, varies]
     k = len(ba.models)
-    if len(ba.a) * (k - 1 + z.shape[1]) > _STYLE_MAX_CELLS:
-        raise NotImplementedError(
-            f"style control on {len(ba.a)} battles x {k} models needs the "
-            "battle-by-battle Newton, which is not built yet (the dense design "
-            "would exceed 5e7 cells)"
-        )
+    if _engine not in ("auto", "dense", "sparse"):
+        raise InputError(f"_engine = {_engine!r}: expected auto, dense or sparse")
+    sparse = _engine == "sparse" or (
+        _engine == "auto" and len(ba.a) * (k - 1 + z.shape[1]) > _STYLE_MAX_CELLS
+    )
     _check_options(ties, alpha, 0, level, "error", anchor, ba.models)
     _scale_params(scale, anchor)  # validates scale and anchor
     # The plain fit gives the graph checks and per-model totals.
@@ -1951,35 +2027,40 @@ def fit_style_controlled(
     if ties == "drop":
         w[ba.outcome == TIE] = 0.0
     ref = int(np.argmax(base["battles"]))
-    x = _style_design(ba, z, ref)
     names = [m for i, m in enumerate(ba.models) if i != ref] + list(style)
-    penalised = [True] * (k - 1) + [False] * z.shape[1]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fit_logistic(
-            x,
-            y,
-            weight=w,
-            l2=alpha,
-            unpenalized=[not p for p in penalised],
-            feature_names=names,
-            tol=tol,
-            max_iter=max_iter,
-        )
+    if sparse:
+        fit = _style_sparse_fit(ba, z, y, w, ref, names, alpha, tol, max_iter)
+    else:
+        x = _style_design(ba, z, ref)
+        penalised = [True] * (k - 1) + [False] * z.shape[1]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = fit_logistic(
+                x,
+                y,
+                weight=w,
+                l2=alpha,
+                unpenalized=[not p for p in penalised],
+                feature_names=names,
+                tol=tol,
+                max_iter=max_iter,
+            )
     anchor_idx = None if anchor is None else ba.models.index(anchor[0])
     zq = norm.ppf(0.5 + level / 2)
     if fit.refused_reason is not None:
         bad = [f for f in fit.separated_features if f in style] or list(
             fit.separated_features
         )
+        what = (
+            f"no finite estimate for {', '.join(bad)} (the data are separated "
+            "along it)"
+            if bad
+            else fit.refused_reason
+        )
         msgs.append(
             (
                 SeparationWarning,
-                (
-                    f"style control: no finite estimate for {', '.join(bad)} (the "
-                    "data are separated along it); ratings and style coefficients "
-                    "are refused"
-                ),
+                f"style control: {what}; ratings and style coefficients are refused",
             )
         )
         theta = cov = None

@@ -11,6 +11,7 @@ mod err;
 mod kl;
 mod logistic;
 mod pairs;
+mod style;
 mod text;
 
 #[pymodule]
@@ -21,5 +22,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pairs::register(m)?;
     bt::register(m)?;
     kl::register(m)?;
+    style::register(m)?;
     Ok(())
 }

@@ -29,6 +29,7 @@ mod linalg;
 mod model;
 mod newton;
 mod rng;
+pub mod style;
 
 pub use bootstrap::{bootstrap, BootOptions, Bootstrap};
 pub use counts::{Battles, Cell, ModelTotals, PairCounts, A_WINS, B_WINS, TIE};
