@@ -149,6 +149,23 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
+def _common(args: argparse.Namespace) -> dict:
+    """The options the plain and the style-controlled fits share."""
+    return {
+        "format": args.format,
+        "model_a": args.model_a_col,
+        "model_b": args.model_b_col,
+        "winner": args.winner_col,
+        "weight": args.weight_col,
+        "labels": dict(_pairs(args.label, "--label")) or None,
+        "ties": args.ties,
+        "alpha": args.alpha,
+        "anchor": _anchor(args.anchor),
+        "scale": args.scale,
+        "level": args.level,
+    }
+
+
 def _run(args: argparse.Namespace) -> int:
     from rlhf_diag.leaderboard import fit_leaderboard
 
@@ -159,19 +176,9 @@ def _run(args: argparse.Namespace) -> int:
     with stage(f"reading {args.path} and fitting{rounds}"):
         lb = fit_leaderboard(
             args.path,
-            format=args.format,
-            model_a=args.model_a_col,
-            model_b=args.model_b_col,
-            winner=args.winner_col,
-            weight=args.weight_col,
-            labels=dict(_pairs(args.label, "--label")) or None,
-            ties=args.ties,
-            alpha=args.alpha,
-            anchor=_anchor(args.anchor),
-            scale=args.scale,
+            **_common(args),
             bootstrap=args.bootstrap,
             seed=args.seed,
-            level=args.level,
             components=args.components,
             n_jobs=args.threads,
         )
@@ -226,17 +233,7 @@ def _run_style(args: argparse.Namespace) -> int:
             if args.style_cols
             else None,
             style_text=text,
-            format=args.format,
-            model_a=args.model_a_col,
-            model_b=args.model_b_col,
-            winner=args.winner_col,
-            weight=args.weight_col,
-            labels=dict(_pairs(args.label, "--label")) or None,
-            ties=args.ties,
-            alpha=args.alpha,
-            anchor=_anchor(args.anchor),
-            scale=args.scale,
-            level=args.level,
+            **_common(args),
         )
     _output(lb, args)
     return 0
