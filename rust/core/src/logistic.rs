@@ -586,6 +586,27 @@ fn chol_inverse(l: &[f64], p: usize) -> Vec<f64> {
 /// 1e-10 times the largest diagonal entry. Returns the step and whether the
 /// safeguard was needed.
 fn newton_step(h: &[f64], g: &[f64], p: usize) -> Option<(Vec<f64>, bool)> {
+    ridged_newton_step(h, g, p, |a, b| match cholesky(a, p) {
+        Ok(l) => {
+            chol_solve(&l, p, b);
+            true
+        }
+        Err(_) => false,
+    })
+}
+
+/// The safeguard of [`newton_step`] over any factorisation: `solve(a, b)`
+/// factors the scratch matrix `a` (which it may overwrite) and solves
+/// `a x = b` in place, returning false when `a` is not clearly positive
+/// definite. Tries `H`, then `H + mu I` with mu growing from 1e-10 times
+/// the largest diagonal entry by factors of 100, 16 times at most. Used
+/// also by the item Bradley-Terry style fit, over its blocked Cholesky.
+pub(crate) fn ridged_newton_step(
+    h: &[f64],
+    g: &[f64],
+    p: usize,
+    mut solve: impl FnMut(&mut [f64], &mut [f64]) -> bool,
+) -> Option<(Vec<f64>, bool)> {
     let diag_max = (0..p).map(|j| h[j * p + j]).fold(0.0, f64::max);
     let scale = if diag_max > 0.0 && diag_max.is_finite() {
         diag_max
@@ -596,12 +617,9 @@ fn newton_step(h: &[f64], g: &[f64], p: usize) -> Option<(Vec<f64>, bool)> {
     for _ in 0..16 {
         let mut a = h.to_vec();
         (0..p).for_each(|j| a[j * p + j] += mu);
-        if let Ok(l) = cholesky(&a, p) {
-            let mut step: Vec<f64> = g.iter().map(|v| -v).collect();
-            chol_solve(&l, p, &mut step);
-            if step.iter().all(|v| v.is_finite()) {
-                return Some((step, mu > 0.0));
-            }
+        let mut step: Vec<f64> = g.iter().map(|v| -v).collect();
+        if solve(&mut a, &mut step) && step.iter().all(|v| v.is_finite()) {
+            return Some((step, mu > 0.0));
         }
         mu = if mu == 0.0 { 1e-10 * scale } else { mu * 100.0 };
     }

@@ -56,6 +56,7 @@
 use rayon::prelude::*;
 
 use super::linalg::{cholesky, cholesky_inverse, cholesky_solve};
+use crate::logistic::ridged_newton_step;
 use crate::{invalid, CoreError, Result};
 
 /// Sorted positions per block of a pass.
@@ -500,29 +501,17 @@ fn max_abs(v: &[f64]) -> f64 {
     v.iter().fold(0.0, |m, x| m.max(x.abs()))
 }
 
-/// Solve H step = -g by Cholesky; H + mu I (mu growing from 1e-10 times
-/// the largest diagonal entry) when H is not numerically positive definite.
+/// Solve H step = -g by the blocked Cholesky of [`super::linalg`], with the
+/// logistic engine's safeguard (H + mu I when H is not numerically positive
+/// definite).
 fn newton_step(h: &[f64], g: &[f64], n: usize) -> Option<(Vec<f64>, bool)> {
-    let dmax = (0..n).map(|j| h[j * n + j]).fold(0.0, f64::max);
-    let scale = if dmax > 0.0 && dmax.is_finite() {
-        dmax
-    } else {
-        1.0
-    };
-    let mut mu = 0.0;
-    for _ in 0..16 {
-        let mut l = h.to_vec();
-        (0..n).for_each(|j| l[j * n + j] += mu);
-        if cholesky(&mut l, n) {
-            let mut step: Vec<f64> = g.iter().map(|v| -v).collect();
-            cholesky_solve(&l, n, &mut step);
-            if step.iter().all(|v| v.is_finite()) {
-                return Some((step, mu > 0.0));
-            }
+    ridged_newton_step(h, g, n, |a, b| {
+        let ok = cholesky(a, n);
+        if ok {
+            cholesky_solve(a, n, b);
         }
-        mu = if mu == 0.0 { 1e-10 * scale } else { mu * 100.0 };
-    }
-    None
+        ok
+    })
 }
 
 fn validate(d: &StyleData, o: &StyleOptions) -> Result<()> {
