@@ -341,17 +341,15 @@ CONTROL = (
 )
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no chromium binary installed")
-def test_planted_script_does_not_run_in_a_real_browser(hostile, tmp_path):
-    ps, res = hostile
-    report = write_report(res, tmp_path / "report.html", examples=ps).read_text()
-    assert f'<meta http-equiv="Content-Security-Policy" content="{CSP}">' in report
-    # Test the escaping alone: take the CSP out, add a live control script.
-    probe = report.replace(
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">', "")
-    probe = probe.replace("</body>", CONTROL + "</body>")
+def dom_without_csp(report: str, tmp_path, name: str) -> str:
+    """The DOM chromium builds from ``report`` (headless, networking off)
+    with the page's CSP taken out and the live ``CONTROL`` script added, so
+    that only the escaping stands between the payloads and the browser."""
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+    assert meta in report
+    probe = report.replace(meta, "").replace("</body>", CONTROL + "</body>")
     assert probe.count(CONTROL) == 1 and "Content-Security-Policy" not in probe
-    page = tmp_path / "probe.html"
+    page = tmp_path / f"{name}.html"
     page.write_text(probe)
     cmd = [
         _chromium(), "--headless", "--no-sandbox", "--disable-gpu",
@@ -361,8 +359,15 @@ def test_planted_script_does_not_run_in_a_real_browser(hostile, tmp_path):
         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=2000",
         "--dump-dom", page.as_uri(),
     ]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                         check=True).stdout
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                          check=True).stdout
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium binary installed")
+def test_planted_script_does_not_run_in_a_real_browser(hostile, tmp_path):
+    ps, res = hostile
+    report = write_report(res, tmp_path / "report.html", examples=ps).read_text()
+    dom = dom_without_csp(report, tmp_path, "probe")
     body = re.search(r"<body[^>]*>", dom).group()
     parsed = parse(dom)
     assert "data-pwned" not in body and parsed.title == "Preference data audit"
