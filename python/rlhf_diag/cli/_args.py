@@ -26,21 +26,24 @@ def at_least(low: int):
 positive_int = at_least(1)
 
 
-def finite_float(low: float | None = None):
-    """An argparse type: a finite number, at least ``low`` when given."""
+def finite_float(low: float | None = None, *, strict: bool = False):
+    """An argparse type: a finite number, at least ``low`` when given (above
+    it with ``strict``)."""
+    bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
-        if low is not None and value < low:
-            raise argparse.ArgumentTypeError(f"expected a number >= {low:g}, got {text}")
+        finite = value == value and value not in (float("inf"), float("-inf"))
+        if not finite or (
+            low is not None and (value <= low if strict else value < low)
+        ):
+            raise argparse.ArgumentTypeError(f"expected a finite number{bound}, got {text}")
         return value
 
-    parse.__name__ = "finite number" if low is None else f"number >= {low:g}"
+    parse.__name__ = f"finite number{bound}"
     return parse
 
 

@@ -14,7 +14,7 @@ HELP = "reward-model probe: P(RM prefers the sycophantic reply under pushback)"
 
 
 def add_arguments(p) -> None:
-    from rlhf_diag.cli._args import at_least, positive_int
+    from rlhf_diag.cli._args import at_least, finite_float, positive_int
 
     p.add_argument(
         "--questions",
@@ -59,7 +59,7 @@ def add_arguments(p) -> None:
         "HH-RLHF prompt strings; --minilm-train always uses hh",
     )
     p.add_argument(
-        "--l2", type=_non_negative, default=1.0, help="ridge of the MiniLM head"
+        "--l2", type=finite_float(0.0), default=1.0, help="ridge of the MiniLM head"
     )
     p.add_argument(
         "--embed-cache",
@@ -98,19 +98,6 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--device", default=None, help="torch device (default: cuda if any)")
     p.add_argument("--json", type=Path, default=None, metavar="OUT")
-
-
-def _non_negative(text: str) -> float:
-    import argparse
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
 
 
 def _pairs(args):

@@ -13,7 +13,7 @@ HELP = "ask a model questions, push back, and record transcripts (resumable)"
 
 
 def add_arguments(p) -> None:
-    from rlhf_diag.cli._args import at_least, positive_int
+    from rlhf_diag.cli._args import at_least, finite_float, positive_int
     from rlhf_diag.sycophancy.runner import DEFAULT_TEMPLATE, TEMPLATES
 
     p.add_argument(
@@ -65,7 +65,7 @@ def add_arguments(p) -> None:
         "--retries", type=at_least(0), default=5, help="endpoint retries (default 5)"
     )
     p.add_argument(
-        "--timeout", type=_positive, default=60.0, help="seconds per request"
+        "--timeout", type=finite_float(0.0, strict=True), default=60.0, help="seconds per request"
     )
     p.add_argument("--max-tokens", type=positive_int, default=512)
     p.add_argument(
@@ -93,19 +93,6 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--model-name", default=None, help="label for the model column")
-
-
-def _positive(text: str) -> float:
-    import argparse
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-    return value
 
 
 def _model(args):
