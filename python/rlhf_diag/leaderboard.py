@@ -1248,7 +1248,10 @@ def _fit(
         )
     standing = np.asarray(out["standing"])
     order = None
-    if alpha > 0 or (standing[has] != 0).any():
+    # With a prior every rating is finite and the core skips the win graph;
+    # the graph is rebuilt here, for the warning, only when the core's quick
+    # pass could not prove every component strongly connected.
+    if (alpha > 0 and not out["strongly_connected"]) or (standing[has] != 0).any():
         order = _win_order(
             ba, ties, component, None if alpha > 0 else (standing == 0) | ~has
         )

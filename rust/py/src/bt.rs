@@ -79,6 +79,7 @@ fn bt_leaderboard<'py>(
     d.set_item("block", f.block.into_pyarray(py))?;
     d.set_item("never_win", f.never_win.into_pyarray(py))?;
     d.set_item("never_lose", f.never_lose.into_pyarray(py))?;
+    d.set_item("strongly_connected", f.strongly_connected)?;
     d.set_item("tie_param", f.tie_param)?;
     d.set_item("tie_param_se", f.tie_param_se)?;
     d.set_item("tie_param_at_boundary", f.tie_param_at_boundary)?;

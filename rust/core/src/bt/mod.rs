@@ -110,6 +110,11 @@ pub struct Fit {
     pub block: Vec<u32>,
     pub never_win: Vec<u32>,
     pub never_lose: Vec<u32>,
+    /// True when one pass over the cells proves every component's win graph
+    /// strongly connected (every model would have a finite rating without
+    /// the prior); false proves nothing (a cycle with no pair won both ways
+    /// is strongly connected too).
+    pub strongly_connected: bool,
     /// Davidson `ν` or Rao-Kupper `κ`, with its Hessian standard error.
     pub tie_param: Option<f64>,
     pub tie_param_se: Option<f64>,
@@ -236,6 +241,7 @@ struct Structure {
     standing: Vec<Standing>,
     never_win: Vec<u32>,
     never_lose: Vec<u32>,
+    strongly_connected: bool,
 }
 
 fn structure(k: usize, eff: &[EffCell], alpha: f64) -> Structure {
@@ -251,6 +257,7 @@ fn structure(k: usize, eff: &[EffCell], alpha: f64) -> Structure {
             component: q.component,
             never_win: q.never_win,
             never_lose: q.never_lose,
+            strongly_connected: q.strongly_connected,
         };
     }
     let (fwd, rev) = graph::win_graph(k, eff);
@@ -264,6 +271,7 @@ fn structure(k: usize, eff: &[EffCell], alpha: f64) -> Structure {
         standing,
         never_win: q.never_win,
         never_lose: q.never_lose,
+        strongly_connected: false,
     }
 }
 
@@ -331,6 +339,7 @@ pub(crate) fn fit_from(
         block: st.block,
         never_win: st.never_win,
         never_lose: st.never_lose,
+        strongly_connected: st.strongly_connected,
         tie_param: None,
         tie_param_se: None,
         tie_param_at_boundary: boundary,

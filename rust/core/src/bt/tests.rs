@@ -128,6 +128,18 @@ fn chain_needs_the_prior() {
         },
     );
     assert!(f.standing.iter().all(|s| *s == Standing::Finite));
+    // The prior makes every rating finite; the flag still says that the
+    // unpenalised fit would not be (Python builds the warning from it).
+    assert!(!bare.strongly_connected && !f.strongly_connected);
+    let both = fit_rows(
+        3,
+        &three_of_four(),
+        &FitOptions {
+            alpha: 0.1,
+            ..opts(Ties::Half)
+        },
+    );
+    assert!(both.strongly_connected, "every pair is won both ways");
     assert!((f.theta[0] - 2.3827).abs() < 5e-5, "{}", f.theta[0]);
     for u in 0..15 {
         assert!((f.theta[u] + f.theta[14 - u]).abs() < 1e-10);
