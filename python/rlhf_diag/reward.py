@@ -21,7 +21,7 @@ win (a reported bug of several evaluation scripts).
 
 Feature reward models
 ---------------------
-:func:`fit_style_reward_model` fits the Bradley-Terry model
+:func:`style_reward_model` fits the Bradley-Terry model
 ``P(chosen > rejected) = sigmoid(w . (phi(chosen) - phi(rejected)))`` on the
 audit's normalised style differences (:func:`rlhf_diag.audit.style_differences`)
 with the logistic engine, and reports coefficients, k-fold held-out accuracy
@@ -409,26 +409,8 @@ def style_reward_model(
         (:func:`rlhf_diag.audit.style_differences`); a positive weight means
         more of the feature wins.
     """
-    from rlhf_diag.audit import style_differences
-    from rlhf_diag.features import FEATURES, text_features
-    from rlhf_diag.pairs import PairSet, load_pairs
-
-    ps = pairs if isinstance(pairs, PairSet) else load_pairs(pairs)
-    fc = text_features(ps.frame["chosen"], n_jobs=n_jobs)
-    fr = text_features(ps.frame["rejected"], n_jobs=n_jobs)
-    x, kept, dropped = style_differences(fc, fr, FEATURES)
-    if not kept:
-        raise InputError(f"{ps.source}: no style feature differs in any pair")
-    model = fit_reward_model(
-        x, feature_names=kept, l2=l2, k=k, random_state=random_state, source=ps.source
-    )
-    return FeatureRewardModel(
-        feature_names=model.feature_names,
-        fit=model.fit,
-        cv=model.cv,
-        n_pairs=model.n_pairs,
-        dropped=tuple(dropped),
-        source=ps.source,
+    return feature_reward_model(
+        pairs, style=True, k=k, random_state=random_state, l2=l2, n_jobs=n_jobs
     )
 
 
@@ -550,29 +532,15 @@ def embedding_reward_model(
         Features ``e0`` .. ``e383``; the weights are a direction in the
         embedding space.
     """
-    from rlhf_diag.pairs import PairSet, load_pairs
-
-    ps = pairs if isinstance(pairs, PairSet) else load_pairs(pairs)
-    if embeddings is None:
-        prompt = ps.frame["prompt"]
-        ec = embed_texts((prompt + ps.frame["chosen"]).to_list(), **embed_options)
-        er = embed_texts((prompt + ps.frame["rejected"]).to_list(), **embed_options)
-    else:
-        ec, er = (np.asarray(e, dtype=np.float32) for e in embeddings)
-        if ec.shape != er.shape or ec.shape[0] != ps.n_pairs:
-            raise InputError(
-                f"embeddings have shapes {ec.shape} and {er.shape}; expected "
-                f"({ps.n_pairs}, d) each"
-            )
-    x = np.ascontiguousarray(ec - er, dtype=np.float32)
-    names = [f"e{j}" for j in range(x.shape[1])]
-    return fit_reward_model(
-        x,
-        feature_names=names,
-        l2=l2,
+    return feature_reward_model(
+        pairs,
+        style=False,
+        embed=embeddings is None,
+        embeddings=embeddings,
         k=k,
         random_state=random_state,
-        source=ps.source,
+        l2=l2,
+        **embed_options,
     )
 
 
@@ -746,7 +714,9 @@ def feature_reward_model(
                     f"({n}, d) each"
                 )
             ec, er = ec[keep], er[keep]
-        blocks.append((ec - er).astype(np.float64))
+        # float32 stays float32 (read in place by the engine) unless other
+        # blocks make the stacked matrix float64.
+        blocks.append(np.asarray(ec - er, dtype=np.float32))
         names += [f"e{j}" for j in range(ec.shape[1])]
         scales += [None] * ec.shape[1]
     if not names:
@@ -775,6 +745,7 @@ def feature_reward_model(
         n_pairs=model.n_pairs,
         dropped=tuple(dropped),
         source=ps.source,
-        scales=tuple(scales),
+        # Scales are listed per feature when any feature is a numeric column.
+        scales=tuple(scales) if any(v is not None for v in scales) else (),
         skipped=tuple(skipped),
     )
