@@ -528,6 +528,40 @@ struct Masks {
     non_ascii: u64,
 }
 
+/// Classify one vector `$v` of bytes (the `$k`-th of its block) into the
+/// masks `$m` and the phrase-opening letter masks `$letters`: the body the
+/// SSE2 and AVX2 builders share, given that width's byte-equality and
+/// bitwise-or intrinsics and its `splat`, `within` and `bits` helpers.
+#[cfg(target_arch = "x86_64")]
+macro_rules! classify {
+    ($m:ident, $letters:ident, $k:ident, $v:ident, $eq:ident, $or:ident,
+     $splat:ident, $within:ident, $bits:ident) => {{
+        let is = |x: u8| $eq($v, $splat(x));
+        let lower = $or($v, $splat(0x20));
+        let lower_is = |x: u8| $eq(lower, $splat(x));
+        let ws = $or(is(b' '), $within($v, b'\t', b'\r'));
+        let alnum = $or($within($v, b'0', b'9'), $within(lower, b'a', b'z'));
+        $m.ws |= $bits(ws, $k);
+        $m.alnum |= $bits(alnum, $k);
+        for (acc, x) in $letters.iter_mut().zip([
+            lower_is(b'a'),
+            lower_is(b'i'),
+            lower_is(b's'),
+            lower_is(b'o'),
+            lower_is(b'p'),
+            $or(is(b' '), is(b'\'')),
+        ]) {
+            *acc |= $bits(x, $k);
+        }
+        $m.nl |= $bits(is(b'\n'), $k);
+        $m.star |= $bits(is(b'*'), $k);
+        $m.underscore |= $bits(is(b'_'), $k);
+        $m.bracket |= $bits(is(b'['), $k);
+        $m.colon |= $bits(is(b':'), $k);
+        $m.non_ascii |= $bits($v, $k);
+    }};
+}
+
 impl Masks {
     /// [`Masks::of_avx2`] when `WIDE`, else [`Masks::of`].
     #[inline(always)]
@@ -561,29 +595,17 @@ impl Masks {
         for k in 0..BLOCK / 32 {
             // SAFETY: 32 bytes inside the 64-byte array; unaligned allowed.
             let v = unsafe { _mm256_loadu_si256(block.as_ptr().add(32 * k).cast()) };
-            let is = |x: u8| _mm256_cmpeq_epi8(v, splat(x));
-            let lower = _mm256_or_si256(v, splat(0x20));
-            let lower_is = |x: u8| _mm256_cmpeq_epi8(lower, splat(x));
-            let ws = _mm256_or_si256(is(b' '), within(v, b'\t', b'\r'));
-            let alnum = _mm256_or_si256(within(v, b'0', b'9'), within(lower, b'a', b'z'));
-            m.ws |= bits(ws, k);
-            m.alnum |= bits(alnum, k);
-            for (acc, x) in letters.iter_mut().zip([
-                lower_is(b'a'),
-                lower_is(b'i'),
-                lower_is(b's'),
-                lower_is(b'o'),
-                lower_is(b'p'),
-                _mm256_or_si256(is(b' '), is(b'\'')),
-            ]) {
-                *acc |= bits(x, k);
-            }
-            m.nl |= bits(is(b'\n'), k);
-            m.star |= bits(is(b'*'), k);
-            m.underscore |= bits(is(b'_'), k);
-            m.bracket |= bits(is(b'['), k);
-            m.colon |= bits(is(b':'), k);
-            m.non_ascii |= bits(v, k);
+            classify!(
+                m,
+                letters,
+                k,
+                v,
+                _mm256_cmpeq_epi8,
+                _mm256_or_si256,
+                splat,
+                within,
+                bits
+            );
         }
         m.opening = openings_mask(letters);
         m
@@ -612,29 +634,17 @@ impl Masks {
             let mut letters = [0u64; 6];
             for k in 0..BLOCK / 16 {
                 let v = _mm_loadu_si128(block.as_ptr().add(16 * k).cast());
-                let is = |x: u8| _mm_cmpeq_epi8(v, splat(x));
-                let lower = _mm_or_si128(v, splat(0x20));
-                let lower_is = |x: u8| _mm_cmpeq_epi8(lower, splat(x));
-                let ws = _mm_or_si128(is(b' '), within(v, b'\t', b'\r'));
-                let alnum = _mm_or_si128(within(v, b'0', b'9'), within(lower, b'a', b'z'));
-                m.ws |= bits(ws, k);
-                m.alnum |= bits(alnum, k);
-                for (acc, x) in letters.iter_mut().zip([
-                    lower_is(b'a'),
-                    lower_is(b'i'),
-                    lower_is(b's'),
-                    lower_is(b'o'),
-                    lower_is(b'p'),
-                    _mm_or_si128(is(b' '), is(b'\'')),
-                ]) {
-                    *acc |= bits(x, k);
-                }
-                m.nl |= bits(is(b'\n'), k);
-                m.star |= bits(is(b'*'), k);
-                m.underscore |= bits(is(b'_'), k);
-                m.bracket |= bits(is(b'['), k);
-                m.colon |= bits(is(b':'), k);
-                m.non_ascii |= bits(v, k);
+                classify!(
+                    m,
+                    letters,
+                    k,
+                    v,
+                    _mm_cmpeq_epi8,
+                    _mm_or_si128,
+                    splat,
+                    within,
+                    bits
+                );
             }
             m.opening = openings_mask(letters);
             m
