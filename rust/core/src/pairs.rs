@@ -135,7 +135,11 @@ mod tests {
         let e = split_dialogues(&[0, 3, 2], b"abc", &[0, 1, 2], b"ab", M).unwrap_err();
         assert!(e.to_string().contains("row 1"), "{e}");
         let e = split_dialogues(&[0, 1], b"a", &[0, 9], b"abc", M).unwrap_err();
-        assert!(e.to_string().contains("rejected offsets: row 0 ends at 9, past the end"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("rejected offsets: row 0 ends at 9, past the end"),
+            "{e}"
+        );
         assert!(split_dialogues(&[0, 1], b"a", &[0, 1, 2], b"ab", M).is_err());
     }
 }

@@ -6,6 +6,10 @@
 
 use pyo3::prelude::*;
 
+/// See the note on the dependency in Cargo.toml.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bt;
 mod err;
 mod kl;
