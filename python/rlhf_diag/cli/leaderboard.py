@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, help="bootstrap threads (default: all)")
     parser.add_argument(
+        "--no-se",
+        action="store_true",
+        help="skip the Hessian standard errors (O(K^3); for very many models): "
+        "intervals then come from --bootstrap alone",
+    )
+    parser.add_argument(
         "--style-cols",
         metavar="COL[,COL...]",
         help="style control on these covariate columns (side a relative to b)",
@@ -181,6 +187,7 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             components=args.components,
             n_jobs=args.threads,
+            se=not args.no_se,
         )
     _output(lb, args)
     return 0
@@ -217,6 +224,11 @@ def _run_style(args: argparse.Namespace) -> int:
 
     if args.style_cols and args.style_text:
         raise InputError("give --style-cols or --style-text, not both")
+    if args.no_se:
+        raise InputError(
+            "--no-se applies to the plain fit: style control's intervals for the "
+            "style coefficients come from the Hessian"
+        )
     text = None
     if args.style_text:
         text = tuple(c.strip() for c in args.style_text.split(","))

@@ -121,7 +121,22 @@ fn bt_leaderboard<'py>(
     Ok(d)
 }
 
+/// `(max_a, max_b, n_self, max_outcome)` of the battle arrays in one
+/// parallel pass; the maxima are None for empty arrays.
+#[pyfunction]
+fn bt_scan(
+    py: Python<'_>,
+    a: PyReadonlyArray1<'_, u32>,
+    b: PyReadonlyArray1<'_, u32>,
+    outcome: PyReadonlyArray1<'_, u8>,
+) -> PyResult<(Option<u32>, Option<u32>, u64, Option<u8>)> {
+    let (a, b, o) = (a.as_slice()?, b.as_slice()?, outcome.as_slice()?);
+    let s = py.detach(|| bt::scan(a, b, o)).map_err(to_py)?;
+    Ok((s.max_a, s.max_b, s.n_self, s.max_outcome))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bt_leaderboard, m)?)?;
+    m.add_function(wrap_pyfunction!(bt_scan, m)?)?;
     Ok(())
 }

@@ -110,6 +110,75 @@ fn check_row(k: usize, bt: &Battles<'_>, r: usize) -> Result<()> {
     Ok(())
 }
 
+/// What the Python layer checks before a fit, from one parallel pass over
+/// the battle arrays: the largest index on each side (`None` when empty),
+/// the number of self-battles and the largest outcome code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scan {
+    pub max_a: Option<u32>,
+    pub max_b: Option<u32>,
+    pub n_self: u64,
+    pub max_outcome: Option<u8>,
+}
+
+impl Scan {
+    fn empty() -> Self {
+        Scan {
+            max_a: None,
+            max_b: None,
+            n_self: 0,
+            max_outcome: None,
+        }
+    }
+
+    fn merge(self, o: Scan) -> Scan {
+        Scan {
+            max_a: self.max_a.max(o.max_a),
+            max_b: self.max_b.max(o.max_b),
+            n_self: self.n_self + o.n_self,
+            max_outcome: self.max_outcome.max(o.max_outcome),
+        }
+    }
+}
+
+/// Rows per task of [`scan`].
+const SCAN_CHUNK: usize = 1 << 18;
+
+/// One pass over `a`, `b` and `outcome` (equal lengths, else an error)
+/// replacing five whole-array reductions in numpy.
+pub fn scan(a: &[u32], b: &[u32], outcome: &[u8]) -> Result<Scan> {
+    if a.len() != b.len() || a.len() != outcome.len() {
+        return Err(invalid!(
+            "battle arrays differ in length: a {}, b {}, outcome {}",
+            a.len(),
+            b.len(),
+            outcome.len()
+        ));
+    }
+    let part = |r: std::ops::Range<usize>| {
+        let (a, b, o) = (&a[r.clone()], &b[r.clone()], &outcome[r]);
+        let (mut ma, mut mb, mut mo, mut same) = (0u32, 0u32, 0u8, 0u64);
+        for ((&x, &y), &z) in a.iter().zip(b).zip(o) {
+            ma = ma.max(x);
+            mb = mb.max(y);
+            mo = mo.max(z);
+            same += u64::from(x == y);
+        }
+        let some = !a.is_empty();
+        Scan {
+            max_a: some.then_some(ma),
+            max_b: some.then_some(mb),
+            n_self: same,
+            max_outcome: some.then_some(mo),
+        }
+    };
+    let n = a.len();
+    Ok((0..n.div_ceil(SCAN_CHUNK))
+        .into_par_iter()
+        .map(|c| part(c * SCAN_CHUNK..((c + 1) * SCAN_CHUNK).min(n)))
+        .reduce(Scan::empty, Scan::merge))
+}
+
 /// Battles of one part of the rows by oriented pair and slot: a byte per
 /// `(lo, hi, slot)` at `3 · tri(lo, hi) + slot`, and the positions whose
 /// byte wrapped past 255 (each stands for 256 more battles).
@@ -406,6 +475,23 @@ mod tests {
             assert_eq!(dense, PairCounts::sorted(k, &bt).unwrap(), "k = {k}");
             assert_eq!(dense.total_battles(), n as u64);
         }
+    }
+
+    #[test]
+    fn scan_matches_a_plain_loop() {
+        let n = 600_000usize;
+        let a: Vec<u32> = (0..n).map(|r| (r * 7919 % 1013) as u32).collect();
+        let b: Vec<u32> = (0..n).map(|r| (r * 104_729 % 997) as u32).collect();
+        let o: Vec<u8> = (0..n).map(|r| (r % 3) as u8).collect();
+        let s = scan(&a, &b, &o).unwrap();
+        assert_eq!(s.max_a, a.iter().max().copied());
+        assert_eq!(s.max_b, b.iter().max().copied());
+        assert_eq!(s.max_outcome, Some(2));
+        let same = a.iter().zip(&b).filter(|(x, y)| x == y).count() as u64;
+        assert!(same > 0);
+        assert_eq!(s.n_self, same);
+        assert_eq!(scan(&[], &[], &[]).unwrap(), Scan::empty());
+        assert!(scan(&[1], &[], &[0]).is_err());
     }
 
     #[test]

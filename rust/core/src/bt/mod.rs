@@ -32,7 +32,7 @@ mod rng;
 pub mod style;
 
 pub use bootstrap::{bootstrap, BootOptions, Bootstrap};
-pub use counts::{Battles, Cell, ModelTotals, PairCounts, A_WINS, B_WINS, TIE};
+pub use counts::{scan, Battles, Cell, ModelTotals, PairCounts, Scan, A_WINS, B_WINS, TIE};
 pub use graph::Standing;
 
 use model::{Curvature, EffCell, Problem};

@@ -1,0 +1,137 @@
+"""The leaderboard's fast paths give the answers of the slow ones: the core's
+one-pass scan of ``uint32``/``uint8`` arrays checks what numpy's reductions
+check (same messages, same self-battle count), and ``se=False`` changes no
+rating, only leaves out what needs the Hessian's inverse."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from rlhf_diag import _core, simulate
+from rlhf_diag.cli import main
+from rlhf_diag.exceptions import DataQualityWarning, InputError
+from rlhf_diag.leaderboard import fit_battle_arrays, fit_leaderboard
+
+
+def typed(a, b, o):
+    return (
+        np.asarray(a, dtype=np.uint32),
+        np.asarray(b, dtype=np.uint32),
+        np.asarray(o, dtype=np.uint8),
+    )
+
+
+def test_core_scan_equals_numpy():
+    rng = np.random.default_rng(3)
+    n = 700_001  # several tasks of the scan, the last one short
+    a, b, o = typed(
+        rng.integers(0, 50, n), rng.integers(0, 50, n), rng.integers(0, 3, n)
+    )
+    top_a, top_b, n_self, top_o = _core.bt_scan(a, b, o)
+    assert (top_a, top_b, top_o) == (int(a.max()), int(b.max()), int(o.max()))
+    assert n_self == int(np.count_nonzero(a == b)) > 0
+    empty = typed([], [], [])
+    assert _core.bt_scan(*empty) == (None, None, 0, None)
+
+
+@pytest.mark.parametrize(
+    "a, b, outcome, message",
+    [
+        ([0, 0, 1], [1, 3, 2], [0, 0, 0], r"model_b\[1\] = 3 is out of range: 3 models"),
+        ([0, 5, 1], [1, 2, 2], [0, 0, 0], r"model_a\[1\] = 5 is out of range: 3 models"),
+        ([0, 0, 1], [1, 2, 2], [0, 3, 0], r"outcome\[1\] = 3 is not 0"),
+    ],
+)
+def test_scanned_arrays_are_refused_with_the_same_messages(a, b, outcome, message):
+    for arrays in (typed(a, b, outcome), tuple(np.asarray(x) for x in (a, b, outcome))):
+        with pytest.raises(InputError, match=message):
+            fit_battle_arrays(*arrays, models=["p", "q", "r"])
+
+
+def test_scanned_self_battles_are_dropped_and_counted_like_numpy():
+    a, b, o = [0, 1, 2, 2, 0, 1, 1], [1, 2, 0, 2, 0, 0, 2], [0, 0, 0, 1, 2, 1, 2]
+    fits = []
+    for arrays in (typed(a, b, o), tuple(np.asarray(x, np.int64) for x in (a, b, o))):
+        with pytest.warns(DataQualityWarning, match=r"dropped 2 self-battle.*rows \[3, 4\]"):
+            fits.append(fit_battle_arrays(*arrays, scale="log"))
+    assert fits[0].rows == fits[1].rows
+    assert fits[0].n_battles == 5
+
+
+def test_non_contiguous_arrays_take_the_numpy_path():
+    a, b, o = typed([0, 9, 1, 9, 2, 9], [1, 9, 2, 9, 0, 9], [0, 1, 0, 1, 0, 1])
+    lb = fit_battle_arrays(a[::2], b[::2], o[::2], scale="log")
+    assert lb.n_battles == 3 and len(lb.models) == 3
+
+
+@pytest.fixture(scope="module")
+def battles():
+    sim = simulate.simulate_battles(30, 20_000, tie_model="davidson", nu=0.5, seed=4)
+    return sim.model_a, sim.model_b, sim.outcome
+
+
+def test_without_se_ratings_are_unchanged_and_se_is_null(battles):
+    full = fit_battle_arrays(*battles, scale="log")
+    bare = fit_battle_arrays(*battles, scale="log", se=False)
+    assert [r["theta"] for r in bare.rows] == [r["theta"] for r in full.rows]
+    assert [r["rank"] for r in bare.rows] == [r["rank"] for r in full.rows]
+    assert full.interval == "Wald (Hessian)" and bare.interval == "none"
+    for r in bare.rows:
+        assert r["se"] is None and r["ci_low"] is None and r["ci_high"] is None
+        assert r["rank_ub"] is None and r["rank"] is not None
+    assert "no intervals" in bare.summary()
+    # The Wald interval of the full fit is theta -/+ 1.96 se (log scale).
+    r = full.rows[0]
+    assert r["ci_high"] - r["theta"] == pytest.approx(1.959964 * r["se"], rel=1e-6)
+    d = bare.difference(full.rows[0]["model"], full.rows[1]["model"])
+    assert "se" not in d
+    assert d["difference"] == pytest.approx(full.rows[0]["theta"] - full.rows[1]["theta"])
+    json.dumps(bare.to_dict(), allow_nan=False)
+
+
+def test_without_se_the_bootstrap_still_gives_intervals(battles):
+    full = fit_battle_arrays(*battles, scale="log", bootstrap=50, seed=7)
+    bare = fit_battle_arrays(*battles, scale="log", bootstrap=50, seed=7, se=False)
+    assert bare.interval == "bootstrap percentile"
+    for f, r in zip(full.rows, bare.rows):
+        assert (r["ci_low"], r["ci_high"], r["rank_ub"]) == (
+            f["ci_low"],
+            f["ci_high"],
+            f["rank_ub"],
+        )
+        assert r["se"] is None and math.isfinite(f["se"])
+
+
+def test_cli_no_se(tmp_path, capsys):
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "model_a,model_b,winner\n"
+        + "x,y,model_a\n" * 3
+        + "y,z,model_a\n" * 2
+        + "z,x,model_a\nx,y,model_b\ny,z,tie\n"
+    )
+    out = tmp_path / "lb.json"
+    assert main(["leaderboard", str(path), "--bootstrap", "0", "--no-se", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["interval"] == "none"
+    assert all(m["se"] is None and m["rank_ub"] is None for m in got["models"])
+    assert main(["leaderboard", str(path), "--no-se", "--style-cols", "x"]) == 2
+    assert "--no-se applies to the plain fit" in capsys.readouterr().err
+
+
+def test_fit_leaderboard_passes_se(tmp_path):
+    path = tmp_path / "b.jsonl"
+    rows = [("x", "y", "model_a")] * 3 + [("y", "x", "model_a"), ("x", "y", "tie")]
+    path.write_text(
+        "".join(
+            json.dumps({"model_a": a, "model_b": b, "winner": w}) + "\n"
+            for a, b, w in rows
+        )
+    )
+    lb = fit_leaderboard(path, se=False, scale="log")
+    assert [r["se"] for r in lb.rows] == [None, None]
+    # Half ties: x scores 3.5 of 5 against y.
+    assert lb.rows[0]["theta"] - lb.rows[1]["theta"] == pytest.approx(math.log(3.5 / 1.5))
