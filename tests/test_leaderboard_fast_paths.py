@@ -1,7 +1,10 @@
 """The leaderboard's fast paths give the answers of the slow ones: the core's
 one-pass scan of ``uint32``/``uint8`` arrays checks what numpy's reductions
-check (same messages, same self-battle count), and ``se=False`` changes no
-rating, only leaves out what needs the Hessian's inverse."""
+check (same messages, same self-battle count); arrays with named models go
+to the core unchecked and, when it refuses a row, through the checked path
+(same messages, same warnings); ranks by sorting equal ranks by pairwise
+comparison; and ``se=False`` changes no rating, only leaves out what needs the
+Hessian's inverse."""
 
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ import numpy as np
 import pytest
 from rlhf_diag import _core, simulate
 from rlhf_diag.cli import main
-from rlhf_diag.exceptions import DataQualityWarning, InputError
-from rlhf_diag.leaderboard import fit_battle_arrays, fit_leaderboard
+from rlhf_diag.exceptions import DataQualityWarning, FitError, InputError
+from rlhf_diag.leaderboard import _count_above, fit_battle_arrays, fit_leaderboard
 
 
 def typed(a, b, o):
@@ -59,6 +62,54 @@ def test_scanned_self_battles_are_dropped_and_counted_like_numpy():
             fits.append(fit_battle_arrays(*arrays, scale="log"))
     assert fits[0].rows == fits[1].rows
     assert fits[0].n_battles == 5
+
+
+def test_named_models_go_unchecked_and_self_battles_still_warn():
+    """With ``models`` given the core sees the arrays first; it refuses the
+    self-battles and the checked path drops them with the usual warning."""
+    a, b, o = [0, 1, 2, 2, 0, 1, 1], [1, 2, 0, 2, 0, 0, 2], [0, 0, 0, 1, 2, 1, 2]
+    names = ["x", "y", "z"]
+    fits = []
+    for arrays in (typed(a, b, o), tuple(np.asarray(x, np.int64) for x in (a, b, o))):
+        with pytest.warns(DataQualityWarning, match=r"dropped 2 self-battle.*rows \[3, 4\]"):
+            fits.append(fit_battle_arrays(*arrays, models=names, scale="log"))
+    assert fits[0].rows == fits[1].rows and fits[0].n_battles == 5
+
+
+@pytest.mark.parametrize(
+    "a, b, options, error, part",
+    [
+        ([0, 1, 2, 3], [1, 0, 3, 2], {}, FitError, "{A, B}; {C, D}"),
+        ([0, 1, 2, 3], [1, 2, 3, 0], {"anchor": ("Q", 1000.0)}, InputError, "'Q'"),
+    ],
+)
+def test_named_models_other_errors_pass_through_unchanged(a, b, options, error, part):
+    """A refusal that is not about the rows (a disconnected graph, an unknown
+    anchor) is the same from the unchecked and the checked path."""
+    o, names = [0, 0, 0, 0], ["A", "B", "C", "D"]
+    messages = []
+    for arrays in (typed(a, b, o), tuple(np.asarray(x, np.int64) for x in (a, b, o))):
+        with pytest.raises(error) as err:
+            fit_battle_arrays(*arrays, models=names, **options)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1] and part in messages[0]
+
+
+def test_count_above_by_sorting_equals_pairwise_comparison():
+    rng = np.random.default_rng(5)
+    for t in range(100):
+        k = int(rng.integers(1, 40))
+        if t % 2:
+            top = rng.choice([-np.inf, np.inf, np.nan, 0.5, 1.0, -1.0], k)
+        else:
+            top = rng.normal(size=k).round(1)
+        bottom = top - rng.choice([0.0, 0.3, np.nan], k)
+        comp, ok = rng.integers(0, 3, k), rng.random(k) < 0.7
+        pairwise = [
+            sum(ok[j] and comp[j] == comp[i] and top[j] > bottom[i] for j in range(k))
+            for i in range(k)
+        ]
+        assert _count_above(top, bottom, comp, ok).tolist() == pairwise
 
 
 def test_non_contiguous_arrays_take_the_numpy_path():

@@ -981,19 +981,16 @@ def _count_above(
     top: np.ndarray, bottom: np.ndarray, component: np.ndarray, ok: np.ndarray
 ) -> np.ndarray:
     """For each model ``i``: the number of models ``j`` with ``ok[j]`` in its
-    component with ``top[j] > bottom[i]``.
+    component with ``top[j] > bottom[i]`` (a NaN compares as False).
 
-    Compared by blocks of rows, so the work is O(K²) in vectorised numpy and
-    the memory O(K) per row of the block.
+    One sort per component and a binary search per model: O(K log K).
     """
-    k = len(top)
-    counts = np.zeros(k, dtype=np.int64)
-    step = 1024
-    for s in range(0, k, step):
-        e = min(k, s + step)
-        above = (top[None, :] > bottom[s:e, None]) & ok[None, :]
-        above &= component[None, :] == component[s:e, None]
-        counts[s:e] = above.sum(axis=1)
+    counts = np.zeros(len(top), dtype=np.int64)
+    for c in np.unique(component):
+        in_c = component == c
+        ref = top[in_c & ok]
+        ref = np.sort(ref[~np.isnan(ref)])
+        counts[in_c] = len(ref) - np.searchsorted(ref, bottom[in_c], side="right")
     return counts
 
 
@@ -1458,10 +1455,10 @@ def _index_array(
     return (arr if arr.dtype == np.uint32 else arr.astype(np.uint32)), top
 
 
-def _scan(model_a, model_b, outcome):
-    """``(top_a, top_b, n_self, top_outcome)`` from one pass in the core when
-    the arrays are already contiguous ``uint32``/``uint8`` of one length (the
-    form :func:`load_battles` and the simulator give); None otherwise."""
+def _core_ready(model_a, model_b, outcome):
+    """The three arrays when they are already 1-d contiguous ``uint32`` /
+    ``uint32`` / ``uint8`` of one length (the form :func:`load_battles` and
+    the simulator give); None otherwise."""
     arrs = [np.asarray(x) for x in (model_a, model_b, outcome)]
     wanted = (np.uint32, np.uint32, np.uint8)
     if not all(
@@ -1469,7 +1466,32 @@ def _scan(model_a, model_b, outcome):
         for x, t in zip(arrs, wanted)
     ) or len({len(x) for x in arrs}) > 1:
         return None
-    return _core.bt_scan(*arrs)
+    return arrs
+
+
+def _scan(model_a, model_b, outcome):
+    """``(top_a, top_b, n_self, top_outcome)`` from one pass in the core when
+    the arrays are :func:`_core_ready`; None otherwise."""
+    arrs = _core_ready(model_a, model_b, outcome)
+    return None if arrs is None else _core.bt_scan(*arrs)
+
+
+def _unchecked_arrays(model_a, model_b, outcome, models, weight):
+    """The arrays as they are, for the core to check as it counts, when
+    nothing needs converting or scanning first: named models (no repeats), no
+    weights, and non-empty :func:`_core_ready` arrays. None otherwise. The
+    core refuses any bad row or self-battle; the caller then goes through
+    :func:`_battle_arrays`, which names the rows or drops the self-battles
+    with a warning."""
+    if models is None or weight is not None:
+        return None
+    arrs = _core_ready(model_a, model_b, outcome)
+    if arrs is None or not len(arrs[0]):
+        return None
+    names = [str(m) for m in models]
+    if len(set(names)) < len(names):
+        return None
+    return BattleArrays(names, *arrs)
 
 
 def _battle_arrays(model_a, model_b, outcome, models, weight) -> BattleArrays:
@@ -1596,9 +1618,7 @@ def fit_battle_arrays(
     -------
     Leaderboard
     """
-    ba = _battle_arrays(model_a, model_b, outcome, models, weight)
-    lb, msgs = _fit(
-        ba,
+    opts = dict(
         ties=ties,
         alpha=alpha,
         anchor=anchor,
@@ -1612,6 +1632,20 @@ def fit_battle_arrays(
         n_jobs=n_jobs,
         se=se,
     )
+    fast = _unchecked_arrays(model_a, model_b, outcome, models, weight)
+    if fast is not None:
+        try:
+            lb, msgs = _fit(fast, **opts)
+        except InputError as exc:
+            first = exc
+        else:
+            _emit(msgs)
+            return lb
+    ba = _battle_arrays(model_a, model_b, outcome, models, weight)
+    if fast is not None and not ba.n_self_battles:
+        # The rows were sound: the error was about something else.
+        raise first
+    lb, msgs = _fit(ba, **opts)
     _emit(msgs)
     return lb
 
