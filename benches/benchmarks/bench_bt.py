@@ -104,6 +104,11 @@ class ItemBT(_Battles):
     def time_ours(self, models_x_battles):
         ours(self.a, self.b, self.outcome, self.k)
 
+    def time_ours_no_se(self, models_x_battles):
+        """Ratings only (``se=False``): what the peers compute; the default
+        also inverts the K x K Hessian for standard errors."""
+        ours(self.a, self.b, self.outcome, self.k, se=False)
+
     def peakmem_ours(self, models_x_battles):
         ours(self.a, self.b, self.outcome, self.k)
 
