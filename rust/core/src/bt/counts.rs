@@ -81,6 +81,34 @@ pub struct ModelTotals {
     pub ties: Vec<f64>,
 }
 
+/// Cells per task of [`PairCounts::totals`].
+const TOTALS_CHUNK: usize = 1 << 16;
+
+impl ModelTotals {
+    fn zeros(k: usize) -> Self {
+        ModelTotals {
+            battles: vec![0; k],
+            wins: vec![0.0; k],
+            losses: vec![0.0; k],
+            ties: vec![0.0; k],
+        }
+    }
+
+    fn add_cells(&mut self, cells: &[Cell]) {
+        for c in cells {
+            let (i, j) = (c.i as usize, c.j as usize);
+            self.battles[i] += c.battles();
+            self.battles[j] += c.battles();
+            self.wins[i] += c.w[0];
+            self.losses[i] += c.w[1];
+            self.wins[j] += c.w[1];
+            self.losses[j] += c.w[0];
+            self.ties[i] += c.w[2];
+            self.ties[j] += c.w[2];
+        }
+    }
+}
+
 fn check_row(k: usize, bt: &Battles<'_>, r: usize) -> Result<()> {
     let (a, b, o) = (bt.a[r] as usize, bt.b[r] as usize, bt.outcome[r]);
     if a >= k || b >= k {
@@ -306,23 +334,30 @@ impl PairCounts {
             .collect::<Result<_>>()?;
         let tri_counts = fold_triangles(k, &triangles);
         drop(triangles);
-        let filled = tri_counts.chunks_exact(3).filter(|t| *t != [0; 3]).count();
-        let mut cells = Vec::with_capacity(filled);
-        let mut t = tri_counts.chunks_exact(3);
-        for lo in 0..k {
-            for hi in lo + 1..k {
-                let t = t.next().expect("one entry per pair");
-                if t != [0; 3] {
-                    let c = [u64::from(t[0]), u64::from(t[1]), u64::from(t[2])];
-                    cells.push(Cell {
-                        i: lo as u32,
-                        j: hi as u32,
-                        n: c,
-                        w: [c[0] as f64, c[1] as f64, c[2] as f64],
-                    });
-                }
-            }
-        }
+        // The non-empty pairs of each row `lo` of the triangle, rows in
+        // parallel; rayon's collect keeps the rows in order.
+        let tri_counts = &tri_counts;
+        let cells = (0..k)
+            .into_par_iter()
+            .flat_map_iter(|lo| {
+                // Row `lo` starts at pair (lo, lo + 1); the formula holds
+                // for lo = k - 1 too (an empty row at the end).
+                let start = 3 * tri(k, lo, lo + 1);
+                let row = &tri_counts[start..start + 3 * (k - lo - 1)];
+                row.chunks_exact(3)
+                    .zip(lo + 1..k)
+                    .filter(|(t, _)| *t != [0; 3])
+                    .map(move |(t, hi)| {
+                        let c = [u64::from(t[0]), u64::from(t[1]), u64::from(t[2])];
+                        Cell {
+                            i: lo as u32,
+                            j: hi as u32,
+                            n: c,
+                            w: [c[0] as f64, c[1] as f64, c[2] as f64],
+                        }
+                    })
+            })
+            .collect();
         Ok(Self { n_models: k, cells })
     }
 
@@ -374,22 +409,25 @@ impl PairCounts {
     /// Battles, wins, losses and ties per model.
     pub fn totals(&self) -> ModelTotals {
         let k = self.n_models;
-        let mut t = ModelTotals {
-            battles: vec![0; k],
-            wins: vec![0.0; k],
-            losses: vec![0.0; k],
-            ties: vec![0.0; k],
-        };
-        for c in &self.cells {
-            let (i, j) = (c.i as usize, c.j as usize);
-            t.battles[i] += c.battles();
-            t.battles[j] += c.battles();
-            t.wins[i] += c.w[0];
-            t.losses[i] += c.w[1];
-            t.wins[j] += c.w[1];
-            t.losses[j] += c.w[0];
-            t.ties[i] += c.w[2];
-            t.ties[j] += c.w[2];
+        // Fixed chunks of cells, their partial totals added in chunk order:
+        // the same sums whatever the number of threads.
+        let parts: Vec<ModelTotals> = self
+            .cells
+            .par_chunks(TOTALS_CHUNK)
+            .map(|cells| {
+                let mut t = ModelTotals::zeros(k);
+                t.add_cells(cells);
+                t
+            })
+            .collect();
+        let mut t = ModelTotals::zeros(k);
+        for p in &parts {
+            for u in 0..k {
+                t.battles[u] += p.battles[u];
+                t.wins[u] += p.wins[u];
+                t.losses[u] += p.losses[u];
+                t.ties[u] += p.ties[u];
+            }
         }
         t
     }
@@ -474,6 +512,56 @@ mod tests {
                 .unwrap();
             assert_eq!(dense, PairCounts::sorted(k, &bt).unwrap(), "k = {k}");
             assert_eq!(dense.total_battles(), n as u64);
+        }
+    }
+
+    #[test]
+    fn totals_in_chunks_equal_one_pass_on_any_thread_count() {
+        // 400 models: 79,800 pairs, more than one chunk of the totals.
+        let (k, n) = (400usize, 300_000usize);
+        let a: Vec<u32> = (0..n).map(|r| (r * 7919 % k) as u32).collect();
+        let b: Vec<u32> = (0..n)
+            .map(|r| ((r * 7919 % k + 1 + r * 31 % (k - 1)) % k) as u32)
+            .collect();
+        let o: Vec<u8> = (0..n).map(|r| (r * 13 % 3) as u8).collect();
+        let w: Vec<f64> = (0..n).map(|r| 0.1 + (r % 17) as f64 / 7.0).collect();
+        for weight in [None, Some(&w[..])] {
+            let bt = Battles {
+                weight,
+                ..battles(&a, &b, &o)
+            };
+            let pc = PairCounts::from_battles(k, &bt).unwrap();
+            assert!(pc.cells.len() > TOTALS_CHUNK);
+            let mut one_pass = ModelTotals::zeros(k);
+            one_pass.add_cells(&pc.cells);
+            let chunked: Vec<ModelTotals> = [1, 3]
+                .iter()
+                .map(|&t| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(t)
+                        .build()
+                        .unwrap();
+                    pool.install(|| pc.totals())
+                })
+                .collect();
+            assert_eq!(chunked[0], chunked[1], "the same on 1 and 3 threads");
+            let t = &chunked[0];
+            assert_eq!(t.battles, one_pass.battles);
+            assert_eq!(t.battles.iter().sum::<u64>(), 2 * n as u64);
+            for (x, y) in [
+                (&t.wins, &one_pass.wins),
+                (&t.losses, &one_pass.losses),
+                (&t.ties, &one_pass.ties),
+            ] {
+                for (p, q) in x.iter().zip(y) {
+                    let exact = weight.is_none();
+                    assert!(if exact {
+                        p == q
+                    } else {
+                        (p - q).abs() <= 1e-12 * q.abs()
+                    });
+                }
+            }
         }
     }
 

@@ -106,11 +106,13 @@ fn renumber(ids: &[u32]) -> Vec<u32> {
         .collect()
 }
 
-fn union(parent: &mut [usize], a: usize, b: usize) {
+/// Join the sets of `a` and `b`; true when they were apart.
+fn union(parent: &mut [usize], a: usize, b: usize) -> bool {
     let (ra, rb) = (find(parent, a), find(parent, b));
     if ra != rb {
         parent[ra.max(rb)] = ra.min(rb);
     }
+    ra != rb
 }
 
 /// What one pass over the cells tells: components, models that never win
@@ -129,15 +131,27 @@ pub(crate) struct Quick {
 /// over pairs with arcs both ways. The second partition refines the blocks,
 /// so when the two coincide the blocks are the components (the usual case
 /// for arena data, where almost every pair has wins both ways).
+///
+/// The pass stops as soon as the both-ways pairs join all `k ≥ 2` models:
+/// the answer is then known (one component, one block, every model with a
+/// win and a loss), and on a dense arena that happens within the first few
+/// thousand of the `K²/2` cells.
 pub(crate) fn quick(k: usize, cells: &[EffCell]) -> Quick {
     let mut comp: Vec<usize> = (0..k).collect();
     let mut both: Vec<usize> = (0..k).collect();
     let (mut has_out, mut has_in) = (vec![false; k], vec![false; k]);
+    let mut both_joins = 0;
     for c in cells.iter().filter(|c| c.total() > 0.0) {
         union(&mut comp, c.i, c.j);
         let (fwd, back) = (c.wi > 0.0 || c.t > 0.0, c.wj > 0.0 || c.t > 0.0);
-        if fwd && back {
-            union(&mut both, c.i, c.j);
+        if fwd && back && union(&mut both, c.i, c.j) {
+            both_joins += 1;
+            if both_joins + 1 == k {
+                // Every model is in a pair compared both ways.
+                has_out.fill(true);
+                has_in.fill(true);
+                break;
+            }
         }
         has_out[c.i] |= fwd;
         has_in[c.j] |= fwd;
@@ -370,6 +384,98 @@ mod tests {
                 Standing::Finite
             ]
         );
+    }
+
+    /// Labels of the components of the pairs that `join`, by flooding.
+    fn flood(k: usize, cells: &[&EffCell], join: impl Fn(&EffCell) -> bool) -> Vec<u32> {
+        let mut label = vec![u32::MAX; k];
+        let mut next = 0;
+        for s in 0..k {
+            if label[s] != u32::MAX {
+                continue;
+            }
+            let mut todo = vec![s];
+            label[s] = next;
+            while let Some(u) = todo.pop() {
+                for c in cells.iter().filter(|c| join(c)) {
+                    for (x, y) in [(c.i, c.j), (c.j, c.i)] {
+                        if x == u && label[y] == u32::MAX {
+                            label[y] = next;
+                            todo.push(y);
+                        }
+                    }
+                }
+            }
+            next += 1;
+        }
+        label
+    }
+
+    /// `quick` from first principles: components by flooding the compared
+    /// pairs, the same for the pairs compared both ways, never-win /
+    /// never-lose by a scan.
+    fn quick_reference(k: usize, cells: &[EffCell]) -> Quick {
+        let live: Vec<&EffCell> = cells.iter().filter(|c| c.total() > 0.0).collect();
+        let fwd = |c: &EffCell| c.wi > 0.0 || c.t > 0.0;
+        let back = |c: &EffCell| c.wj > 0.0 || c.t > 0.0;
+        let component = flood(k, &live, |_| true);
+        let both = flood(k, &live, |c| fwd(c) && back(c));
+        let wins = |u: usize| {
+            live.iter()
+                .any(|c| (c.i == u && fwd(c)) || (c.j == u && back(c)))
+        };
+        let loses = |u: usize| {
+            live.iter()
+                .any(|c| (c.i == u && back(c)) || (c.j == u && fwd(c)))
+        };
+        Quick {
+            strongly_connected: both == component,
+            component,
+            never_win: (0..k).filter(|&u| !wins(u)).map(|u| u as u32).collect(),
+            never_lose: (0..k).filter(|&u| !loses(u)).map(|u| u as u32).collect(),
+        }
+    }
+
+    #[test]
+    fn quick_pass_equals_the_reference_and_stops_early_only_when_sound() {
+        // Dense schedules (the pass stops early) and sparse ones with one-way
+        // pairs, ties and empty cells (it runs to the end).
+        let mut state = 7u64;
+        let mut draw = |m: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % m
+        };
+        for trial in 0..300 {
+            let k = 2 + draw(12) as usize;
+            let density = [10, 40, 90][trial % 3];
+            let mut cells = Vec::new();
+            for i in 0..k {
+                for j in i + 1..k {
+                    if draw(100) < density {
+                        let w = |d: u64| if d < 45 { 0.0 } else { 1.0 + d as f64 };
+                        let c = EffCell {
+                            i,
+                            j,
+                            wi: w(draw(100)),
+                            wj: w(draw(100)),
+                            t: if draw(10) == 0 { 1.0 } else { 0.0 },
+                        };
+                        cells.push(c);
+                    }
+                }
+            }
+            let (q, r) = (quick(k, &cells), quick_reference(k, &cells));
+            assert_eq!(q.component, r.component, "trial {trial}");
+            assert_eq!(q.strongly_connected, r.strongly_connected, "trial {trial}");
+            assert_eq!(q.never_win, r.never_win, "trial {trial}");
+            assert_eq!(q.never_lose, r.never_lose, "trial {trial}");
+            if q.strongly_connected {
+                let (f, _) = win_graph(k, &cells);
+                assert_eq!(blocks(k, &f), q.component, "trial {trial}: Tarjan");
+            }
+        }
     }
 
     #[test]

@@ -295,10 +295,17 @@ pub(crate) fn fit_from(
     let eff_all = effective(&counts.cells, opts.ties);
     let st = structure(k, &eff_all, opts.alpha);
     // Only cells inside one block inform the (extended) MLE.
+    // One pass: drop the rest, and sum the kept weights (in cell order).
     let mut cells = eff_all;
-    cells.retain(|c| c.total() > 0.0 && st.block[c.i] == st.block[c.j]);
-    let tie_w: f64 = cells.iter().map(|c| c.t).sum();
-    let win_w: f64 = cells.iter().map(|c| c.wi + c.wj).sum();
+    let (mut tie_w, mut win_w) = (0.0, 0.0);
+    cells.retain(|c| {
+        let keep = c.total() > 0.0 && st.block[c.i] == st.block[c.j];
+        if keep {
+            tie_w += c.t;
+            win_w += c.wi + c.wj;
+        }
+        keep
+    });
     let mut ties = opts.ties;
     let boundary = matches!(ties, Ties::Davidson | Ties::RaoKupper) && tie_w == 0.0;
     if boundary {
