@@ -138,7 +138,7 @@ def test_without_se_ratings_are_unchanged_and_se_is_null(battles):
     r = full.rows[0]
     assert r["ci_high"] - r["theta"] == pytest.approx(1.959964 * r["se"], rel=1e-6)
     d = bare.difference(full.rows[0]["model"], full.rows[1]["model"])
-    assert "se" not in d
+    assert d["se"] is None and "se=False" in d["se_reason"]
     assert d["difference"] == pytest.approx(full.rows[0]["theta"] - full.rows[1]["theta"])
     json.dumps(bare.to_dict(), allow_nan=False)
 

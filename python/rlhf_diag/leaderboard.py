@@ -480,9 +480,11 @@ class Leaderboard:
     def _factor(self) -> float:
         return ELO_FACTOR if self.scale == "elo" else 1.0
 
-    def difference(self, model_1: str, model_2: str) -> dict[str, float]:
+    def difference(self, model_1: str, model_2: str) -> dict:
         """Rating difference ``model_1 - model_2`` with its Hessian standard
-        error, on the leaderboard's scale.
+        error, on the leaderboard's scale: ``{"difference", "se"}``. Fitted
+        with ``se=False`` there is no covariance: ``se`` is None and
+        ``se_reason`` says why.
 
         Raises
         ------
@@ -507,6 +509,11 @@ class Leaderboard:
             c = self.cov_
             var = c[i, i] + c[j, j] - 2.0 * c[i, j]
             out["se"] = float(self._factor * math.sqrt(max(var, 0.0)))
+        else:
+            out["se"] = None
+            out["se_reason"] = (
+                f"fitted with {_opt('se')}: no Hessian covariance (refit without it)"
+            )
         return out
 
     def win_rate_matrix(self) -> pl.DataFrame:
