@@ -270,12 +270,14 @@ impl Lanes {
         }
     }
 
-    /// Add one block of BLOCK tokens. A token is selected when its mask
-    /// byte is non-zero (`MASKED`) or always; an unselected token's values
-    /// are replaced by 0 with a bit mask, never multiplied (padding may be
-    /// NaN), so it adds exactly 0 to every sum. First an element-wise loop
-    /// over the block (selects, no branches, no reduction: the compiler
-    /// vectorises it, the exponential included), then the per-lane sums.
+    /// Add one block of BLOCK tokens, one group of LANES tokens at a time
+    /// (token `g·LANES + l` goes to lane l). A token is selected when its
+    /// mask byte is non-zero (`MASKED`) or always; an unselected token's
+    /// values are replaced by 0 with a bit mask, never multiplied (padding
+    /// may be NaN), so it adds exactly 0 to every sum. Each group is an
+    /// element-wise loop (selects, no branches, no reduction: the compiler
+    /// vectorises it, the exponential included) over arrays of LANES values
+    /// that stay in registers, then the per-lane sums.
     #[inline(always)]
     #[allow(clippy::float_cmp, clippy::needless_range_loop)]
     fn add_block<const MASKED: bool, const CLAMP: bool>(
@@ -285,44 +287,44 @@ impl Lanes {
         m: &[u8; BLOCK],
         c: Clamp,
     ) {
-        let mut keep = [u64::MAX; BLOCK];
-        let (mut pl, mut ql) = ([0.0; BLOCK], [0.0; BLOCK]);
-        let mut v = [[0.0; BLOCK]; 4];
-        let mut touched = [[0u64; BLOCK]; 4];
-        for i in 0..BLOCK {
-            if MASKED {
-                keep[i] = u64::from(m[i] != 0).wrapping_neg();
-            }
-            pl[i] = f64::from_bits(p[i].to_bits() & keep[i]);
-            ql[i] = f64::from_bits(q[i].to_bits() & keep[i]);
-            let x = ql[i] - pl[i];
-            let mut e = [-x, 0.5 * x * x, expm1::k3(x), x.abs()];
-            if CLAMP {
-                for k in 0..4 {
-                    let y = e[k];
-                    let z = if y < c.lo { c.lo } else { y };
-                    let z = if z > c.hi { c.hi } else { z };
-                    touched[k][i] = u64::from(z != y) & keep[i];
-                    e[k] = f64::from_bits(z.to_bits() & keep[i]);
-                }
-            }
-            for k in 0..4 {
-                v[k][i] = e[k];
-            }
-        }
-        for b in 0..BLOCK / LANES {
+        for g in 0..BLOCK / LANES {
+            let mut keep = [u64::MAX; LANES];
+            let (mut pl, mut ql) = ([0.0; LANES], [0.0; LANES]);
+            let mut v = [[0.0; LANES]; 4];
+            let mut touched = [[0u64; LANES]; 4];
             for l in 0..LANES {
-                let i = b * LANES + l;
-                for k in 0..4 {
-                    self.sums[k][l] += v[k][i];
-                    if CLAMP {
-                        self.clamped[k][l] += touched[k][i];
+                let i = g * LANES + l;
+                if MASKED {
+                    keep[l] = u64::from(m[i] != 0).wrapping_neg();
+                }
+                pl[l] = f64::from_bits(p[i].to_bits() & keep[l]);
+                ql[l] = f64::from_bits(q[i].to_bits() & keep[l]);
+                let x = ql[l] - pl[l];
+                let mut e = [-x, 0.5 * x * x, expm1::k3(x), x.abs()];
+                if CLAMP {
+                    for k in 0..4 {
+                        let y = e[k];
+                        let z = if y < c.lo { c.lo } else { y };
+                        let z = if z > c.hi { c.hi } else { z };
+                        touched[k][l] = u64::from(z != y) & keep[l];
+                        e[k] = f64::from_bits(z.to_bits() & keep[l]);
                     }
                 }
-                self.n[l] += keep[i] & 1;
-                self.policy[l] += pl[i];
-                self.reference[l] += ql[i];
-                let top = if pl[i] > ql[i] { pl[i] } else { ql[i] };
+                for k in 0..4 {
+                    v[k][l] = e[k];
+                }
+            }
+            for l in 0..LANES {
+                for k in 0..4 {
+                    self.sums[k][l] += v[k][l];
+                    if CLAMP {
+                        self.clamped[k][l] += touched[k][l];
+                    }
+                }
+                self.n[l] += keep[l] & 1;
+                self.policy[l] += pl[l];
+                self.reference[l] += ql[l];
+                let top = if pl[l] > ql[l] { pl[l] } else { ql[l] };
                 let acc = self.max_pq[l];
                 self.max_pq[l] = if top > acc { top } else { acc };
             }
@@ -439,14 +441,39 @@ fn sum_span_avx2<const CLAMP: bool>(
     sum_span_body::<CLAMP>(slices, start, mask, c)
 }
 
-/// The vectorised path, with 256-bit vectors where the CPU has them. No
-/// fused multiply-adds either way, so both give the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
+fn sum_span_avx512<const CLAMP: bool>(
+    slices: (&[f64], &[f64]),
+    start: usize,
+    mask: Option<&[u8]>,
+    c: Clamp,
+) -> (SeqStats, bool) {
+    sum_span_body::<CLAMP>(slices, start, mask, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+}
+
+/// The vectorised path, with 512-bit or 256-bit vectors where the CPU has
+/// them (one lane group of [`LANES`] doubles per 512-bit vector). No fused
+/// multiply-adds on any path, so all give the same bits.
 fn sum_span_fast<const CLAMP: bool>(
     slices: (&[f64], &[f64]),
     start: usize,
     mask: Option<&[u8]>,
     c: Clamp,
 ) -> (SeqStats, bool) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the running CPU supports these features, checked above.
+        return unsafe { sum_span_avx512::<CLAMP>(slices, start, mask, c) };
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the running CPU supports AVX2, checked just above.
@@ -676,6 +703,63 @@ mod tests {
     /// The vectorised path against the token-by-token one (libm's expm1),
     /// over spans of every length around the block size, every selection,
     /// with and without a clamp, and NaN padding outside the mask.
+    fn bits(s: &SeqStats) -> (i64, i64, [u64; 5], [u64; 7]) {
+        let f = |x: f64| x.to_bits();
+        let sums = s.sums.map(f);
+        let all = [
+            sums[0],
+            sums[1],
+            sums[2],
+            sums[3],
+            sums[4],
+            f(s.policy),
+            f(s.reference),
+        ];
+        (s.n, s.last, s.clamped, all)
+    }
+
+    /// The span through the portable loop and through each vector width
+    /// the running CPU has.
+    fn every_isa(
+        slices: (&[f64], &[f64]),
+        sel: Option<&[u8]>,
+        clamp: bool,
+        c: Clamp,
+    ) -> Vec<(&'static str, (SeqStats, bool))> {
+        let mut out = vec![(
+            "portable",
+            if clamp {
+                sum_span_body::<true>(slices, 5, sel, c)
+            } else {
+                sum_span_body::<false>(slices, 5, sel, c)
+            },
+        )];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: checked just above.
+                out.push(("avx2", unsafe {
+                    if clamp {
+                        sum_span_avx2::<true>(slices, 5, sel, c)
+                    } else {
+                        sum_span_avx2::<false>(slices, 5, sel, c)
+                    }
+                }));
+            }
+            if has_avx512() {
+                // SAFETY: checked just above.
+                out.push(("avx512", unsafe {
+                    if clamp {
+                        sum_span_avx512::<true>(slices, 5, sel, c)
+                    } else {
+                        sum_span_avx512::<false>(slices, 5, sel, c)
+                    }
+                }));
+            }
+        }
+        out
+    }
+
     #[test]
     fn vectorised_path_agrees_with_the_exact_one() {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -729,6 +813,11 @@ mod tests {
                         sum_span_exact::<false>((pp, &q), 5, sel, c)
                     };
                     assert!(ok && ok2, "len {len}");
+                    // Every vector width gives the portable loop's bits.
+                    for (path, other) in every_isa((pp, &q), sel, clamp.is_some(), c) {
+                        let other = other.0;
+                        assert_eq!(bits(&other), bits(&fast), "len {len}: {path}");
+                    }
                     assert_eq!((fast.n, fast.last), (exact.n, exact.last), "len {len}");
                     assert_eq!(fast.clamped, exact.clamped, "len {len}");
                     for k in 0..5 {
