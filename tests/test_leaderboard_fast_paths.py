@@ -143,6 +143,47 @@ def test_without_se_ratings_are_unchanged_and_se_is_null(battles):
     json.dumps(bare.to_dict(), allow_nan=False)
 
 
+def test_covariance_from_the_factor(battles):
+    """The core sends the covariance as a factor V (cov = V'V) and its
+    diagonal; ``cov_`` is formed on first use. Reference: the inverse of the
+    observed information of the constrained θ, the Hessian of the negative
+    log-likelihood in the free coordinates θ_1..θ_{K-1} with θ_0 = 0
+    (anchor), computed here by finite differences of the analytic gradient
+    of the half-ties likelihood."""
+    lb = fit_battle_arrays(*battles, scale="log", ties="half", anchor=("0", 0.0))
+    assert lb._cov is None
+    a, b, o = battles
+    k = len(lb.models)
+    ia = np.array([lb.models.index(str(x)) for x in range(k)])[a]
+    ib = np.array([lb.models.index(str(x)) for x in range(k)])[b]
+    s_a = np.where(o == 0, 1.0, np.where(o == 2, 0.5, 0.0))  # A's score
+
+    def grad(free):
+        th = np.concatenate([[0.0], free])
+        p = 1 / (1 + np.exp(-(th[ia] - th[ib])))
+        r = s_a - p
+        g = np.bincount(ia, -r, k) + np.bincount(ib, r, k)
+        return g[1:]
+
+    i0 = lb.models.index("0")
+    assert i0 == 0 and lb.theta_[0] == 0.0
+    free = lb.theta_[1:]
+    h = np.empty((k - 1, k - 1))
+    for j in range(k - 1):
+        e = np.zeros(k - 1)
+        e[j] = 1e-6
+        h[:, j] = (grad(free + e) - grad(free - e)) / 2e-6
+    ref = np.zeros((k, k))
+    ref[1:, 1:] = np.linalg.inv((h + h.T) / 2)
+    se = np.array([r["se"] for r in sorted(lb.rows, key=lambda r: lb.models.index(r["model"]))])
+    np.testing.assert_allclose(se, np.sqrt(np.diag(ref)), rtol=1e-5, atol=1e-12)
+    m1, m2 = lb.models[3], lb.models[7]
+    d = lb.difference(m1, m2)["se"]
+    assert lb._cov is None  # a difference needs no K x K matrix
+    assert d == pytest.approx(math.sqrt(ref[3, 3] + ref[7, 7] - 2 * ref[3, 7]), rel=1e-5)
+    np.testing.assert_allclose(lb.cov_, ref, rtol=1e-5, atol=1e-9)
+
+
 def test_without_se_the_bootstrap_still_gives_intervals(battles):
     full = fit_battle_arrays(*battles, scale="log", bootstrap=50, seed=7)
     bare = fit_battle_arrays(*battles, scale="log", bootstrap=50, seed=7, se=False)

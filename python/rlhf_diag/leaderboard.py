@@ -432,7 +432,8 @@ class Leaderboard:
         Every warning raised by the fit, as text.
     cov_
         Covariance of θ under the constraint (K×K, natural scale; zero for
-        models with no finite estimate and across components).
+        models with no finite estimate and across components), formed from
+        the fit's factor on first use; None with ``se=False``.
     bootstrap_draws_, bootstrap_defined_
         Bootstrap θ per round and model (``±inf`` where the model had no
         finite estimate but an order), and where each draw is defined.
@@ -463,7 +464,8 @@ class Leaderboard:
     theta_: np.ndarray = field(repr=False)
     standing_: np.ndarray = field(repr=False)
     component_: np.ndarray = field(repr=False)
-    cov_: np.ndarray | None = field(repr=False, default=None)
+    _cov: np.ndarray | None = field(repr=False, default=None)
+    _cov_factor: np.ndarray | None = field(repr=False, default=None)
     bootstrap_draws_: np.ndarray | None = field(repr=False, default=None)
     bootstrap_defined_: np.ndarray | None = field(repr=False, default=None)
     style: list[dict[str, Any]] | None = None
@@ -475,6 +477,21 @@ class Leaderboard:
             return self.models.index(model)
         except ValueError:
             raise InputError(f"unknown model {model!r}") from None
+
+    @property
+    def cov_(self) -> np.ndarray | None:
+        """Covariance of θ under the constraint (K×K, natural scale), formed
+        on first use from the fit's factor ``V`` as ``VᵀV`` (O(K³), as much
+        again as the fit's own inverse; zero across components); None when
+        fitted with ``se=False``."""
+        if self._cov is None and self._cov_factor is not None:
+            k = len(self.models)
+            v = self._cov_factor[:, :k]
+            cov = v.T @ v
+            comp = np.asarray(self.component_)
+            cov[comp[:, None] != comp[None, :]] = 0.0
+            object.__setattr__(self, "_cov", cov)
+        return self._cov
 
     @property
     def _factor(self) -> float:
@@ -505,9 +522,14 @@ class Leaderboard:
                     f"({_STANDING[int(self.standing_[k])]})"
                 )
         out = {"difference": float(self._factor * (self.theta_[i] - self.theta_[j]))}
-        if self.cov_ is not None:
-            c = self.cov_
+        var = None
+        if self._cov is not None:
+            c = self._cov
             var = c[i, i] + c[j, j] - 2.0 * c[i, j]
+        elif self._cov_factor is not None:  # O(K): no K x K matrix formed
+            d = self._cov_factor[:, i] - self._cov_factor[:, j]
+            var = float(d @ d)
+        if var is not None:
             out["se"] = float(self._factor * math.sqrt(max(var, 0.0)))
         else:
             out["se"] = None
@@ -1040,14 +1062,16 @@ def _build(
     theta = np.asarray(out["theta"], dtype=float)
     ext = theta.copy()
     ext[standing == 1], ext[standing == 2] = np.inf, -np.inf
-    cov = out["cov"]
-    se = (
-        np.sqrt(np.clip(np.diag(cov), 0, None))
-        if cov is not None
-        else np.full(k, np.inf)
-    )
+    # The item fit sends the covariance as a factor and its diagonal (the
+    # K x K matrix is formed only if asked for); the style fit sends it whole.
+    cov, cov_factor = out.get("cov"), out.get("cov_factor")
+    var = out.get("var")
+    if var is None and cov is not None:
+        var = np.diag(cov)
+    has_cov = var is not None
+    se = np.sqrt(np.clip(var, 0, None)) if has_cov else np.full(k, np.inf)
     z = norm.ppf(0.5 + level / 2)
-    if bootstrap == 0 and cov is None:
+    if bootstrap == 0 and not has_cov:
         lo = hi = np.full(k, np.nan)
         interval, ci_ok = "none", np.zeros(k, bool)
     elif bootstrap > 0:
@@ -1086,7 +1110,7 @@ def _build(
             "ci_low": _float_col(factor * lo + offset, ci_ok),
             "ci_high": _float_col(factor * hi + offset, ci_ok),
             "rank": _int_col(rank, ranked),
-            "rank_ub": _int_col(rank_ub, ranked & (cov is not None or bootstrap > 0)),
+            "rank_ub": _int_col(rank_ub, ranked & (has_cov or bootstrap > 0)),
             "n_battles": pl.Series(np.asarray(out["battles"], dtype=np.int64)),
             "wins": pl.Series(wins),
             "losses": pl.Series(losses),
@@ -1136,7 +1160,8 @@ def _build(
         theta_=ext,
         standing_=standing,
         component_=component,
-        cov_=cov,
+        _cov=None if cov is None else np.asarray(cov),
+        _cov_factor=None if cov_factor is None else np.asarray(cov_factor),
         bootstrap_draws_=out.get("boot_draws"),
         bootstrap_defined_=out.get("boot_defined"),
     )
@@ -1365,6 +1390,9 @@ def _unscale(out: dict, c: float) -> None:
     out["grad_norm"] = out["grad_norm"] * c
     if out.get("cov") is not None:
         out["cov"] = np.asarray(out["cov"]) / c
+    if out.get("var") is not None:
+        out["var"] = np.asarray(out["var"]) / c
+        out["cov_factor"] = np.asarray(out["cov_factor"]) / math.sqrt(c)
     if out.get("tie_param_se") is not None:
         out["tie_param_se"] = out["tie_param_se"] / math.sqrt(c)
 

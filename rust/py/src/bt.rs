@@ -86,10 +86,12 @@ fn bt_leaderboard<'py>(
     d.set_item("iterations", f.iterations)?;
     d.set_item("grad_norm", f.grad_norm)?;
     d.set_item("converged", f.converged)?;
-    let cov = f
-        .cov
-        .map(|c| Array2::from_shape_vec((n_models, n_models), c).map(|m| m.into_pyarray(py)));
-    d.set_item("cov", cov.transpose().map_err(shape_err)?)?;
+    let dim = f.cov_factor.as_ref().map_or(0, |v| v.len().isqrt());
+    let factor = f
+        .cov_factor
+        .map(|c| Array2::from_shape_vec((dim, dim), c).map(|m| m.into_pyarray(py)));
+    d.set_item("cov_factor", factor.transpose().map_err(shape_err)?)?;
+    d.set_item("var", f.var.map(|v| v.into_pyarray(py)))?;
     d.set_item("battles", lb.totals.battles.into_pyarray(py))?;
     d.set_item("wins", lb.totals.wins.into_pyarray(py))?;
     d.set_item("losses", lb.totals.losses.into_pyarray(py))?;

@@ -341,7 +341,7 @@ pub(crate) fn cholesky_solve(l: &[f64], n: usize, b: &mut [f64]) {
 /// is final, its terms are subtracted from every later row at once (in
 /// parallel over rows, the block's strips staying in L1), so each row holds
 /// `−Σ_{k<ib} L[i,k] W[k,:]` when its own block comes.
-fn lower_inverse(l: &[f64], n: usize) -> Vec<f64> {
+pub(crate) fn lower_inverse(l: &[f64], n: usize) -> Vec<f64> {
     let mut w = vec![0.0; n * n];
     for ib in (0..n).step_by(NB) {
         let ie = (ib + NB).min(n);

@@ -124,9 +124,36 @@ pub struct Fit {
     pub iterations: usize,
     pub grad_norm: f64,
     pub converged: bool,
-    /// K×K covariance of θ under the constraint (rows of non-finite models
-    /// are zero; entries across components are zero and meaningless).
-    pub cov: Option<Vec<f64>>,
+    /// The covariance of θ under the constraint as a factor `V`, `n × n`
+    /// row-major (`n` = K, plus one with a Davidson or Rao-Kupper tie
+    /// parameter): `cov(θ_u, θ_v) = V[:, u] · V[:, v]` for two models of
+    /// one component; zero across components (and meaningless there). The
+    /// columns of models with no finite estimate are zero. Forming the K×K
+    /// matrix ([`Fit::covariance`]) costs as much again as the factor, so it
+    /// is left to whoever needs more than `var`.
+    pub cov_factor: Option<Vec<f64>>,
+    /// The covariance's diagonal: the variance of each constrained θ.
+    pub var: Option<Vec<f64>>,
+}
+
+impl Fit {
+    /// The K×K covariance of θ under the constraint (row-major; rows of
+    /// non-finite models zero, entries across components zero), from
+    /// [`Fit::cov_factor`]: O(K³), for small K and for checks.
+    pub fn covariance(&self) -> Option<Vec<f64>> {
+        let v = self.cov_factor.as_ref()?;
+        let k = self.theta.len();
+        let n = v.len().isqrt();
+        let mut c = vec![0.0; k * k];
+        for u in 0..k {
+            for w in 0..k {
+                if self.component[u] == self.component[w] {
+                    c[u * k + w] = (0..n).map(|r| v[r * n + u] * v[r * n + w]).sum();
+                }
+            }
+        }
+        Some(c)
+    }
 }
 
 /// Fit Bradley-Terry (with the chosen tie model) to collapsed counts.
@@ -353,7 +380,8 @@ pub(crate) fn fit_from(
         iterations: out.iterations,
         grad_norm: out.grad_norm,
         converged: out.converged,
-        cov: None,
+        cov_factor: None,
+        var: None,
     };
     let weights = constrain(&mut fit, &st.main, opts.anchor, strict_anchor)?;
     let tau = p.has_tie_param().then(|| out.x[k]);
@@ -364,8 +392,9 @@ pub(crate) fn fit_from(
         _ => None,
     };
     if opts.covariance {
-        let (cov, tau_var) = covariance(&p, &out.curv, &fit, &weights)?;
-        fit.cov = Some(cov);
+        let (factor, var, tau_var) = covariance(&p, &out.curv, &fit, &weights)?;
+        fit.cov_factor = Some(factor);
+        fit.var = Some(var);
         if let (Some(t), Some(v)) = (fit.tie_param, tau_var) {
             fit.tie_param_se = Some(t * v.max(0.0).sqrt());
         }
@@ -436,15 +465,29 @@ fn constrain(
     Ok(weights)
 }
 
-/// Covariance of the constrained θ and the variance of the tie parameter
-/// (on its log scale), from the inverse Hessian at the optimum (`curv`, the
-/// curvature Newton ended on).
+/// Rows of the covariance factor per task when summing the variances (a
+/// fixed split, so the sums are the same on any number of threads).
+const VAR_ROWS: usize = 64;
+
+/// The covariance of the constrained θ as a factor, the variances, and the
+/// variance of the tie parameter (on its log scale), from the Hessian at the
+/// optimum (`curv`, the curvature Newton ended on).
+///
+/// With `H + G = L Lᵀ` (the gauge `G` added for the directions the
+/// likelihood leaves free) and `W = L⁻¹`, `(H + G)⁻¹ = Wᵀ W`. The
+/// constraint maps θ to `P θ`, `P = I − Σ_c 1_c w_cᵀ` (`w_c` the reference
+/// weights of component `c`, summing to 1), so `cov = P (H + G)⁻¹ Pᵀ`
+/// after the gauge's own term `Σ_B 1_B 1_Bᵀ / (c_B |B|)` is taken back out;
+/// `P` sends every `1_B` of the finite models to zero, so that term drops,
+/// and `cov = Vᵀ V` with `V = W Pᵀ`: column `u` of `W` minus `W w_c`. One
+/// triangular inverse (`n³/6` multiply-adds) and O(n²) after it; forming
+/// `Vᵀ V` would cost as much again, and only pairwise differences need it.
 fn covariance(
     p: &Problem<'_>,
     curv: &Curvature,
     fit: &Fit,
     weights: &RefWeights,
-) -> Result<(Vec<f64>, Option<f64>)> {
+) -> Result<(Vec<f64>, Vec<f64>, Option<f64>)> {
     let (k, n) = (p.k, p.dim());
     let mut h = vec![0.0; n * n];
     p.dense(curv, &mut h);
@@ -453,48 +496,46 @@ fn covariance(
             "the Hessian at the optimum is singular; no standard errors".into(),
         ));
     }
-    let mut m = linalg::cholesky_inverse(&h, n);
+    let mut v = linalg::lower_inverse(&h, n);
     drop(h);
-    p.add_gauge(&mut m, &curv.scales, true);
-    let tau_var = p.has_tie_param().then(|| m[k * n + k]);
-    // y[u] = (C w_c)[u] and s_c = w_cᵀ C w_c for u in component c.
-    let y: Vec<f64> = (0..k)
-        .map(|u| {
-            weights[fit.component[u] as usize]
-                .iter()
-                .map(|&(v, s)| s * m[u * n + v])
-                .sum()
-        })
-        .collect();
-    let s: Vec<f64> = weights
-        .iter()
-        .map(|w| w.iter().map(|&(v, a)| a * y[v]).sum())
-        .collect();
-    // Compact the K×K block in place (row u moves down to u·k, never past
-    // where it is read), then constrain it row by row.
-    if n > k {
-        for u in 0..k {
-            m.copy_within(u * n..u * n + k, u * k);
-        }
-        m.truncate(k * k);
-    }
     let finite: Vec<bool> = fit
         .standing
         .iter()
         .map(|s| *s == Standing::Finite)
         .collect();
     let comp = &fit.component;
-    m.par_chunks_mut(k.max(1)).enumerate().for_each(|(u, row)| {
-        let c = comp[u];
-        for (v, x) in row.iter_mut().enumerate() {
-            *x = if finite[u] && finite[v] && comp[v] == c {
-                *x - y[u] - y[v] + s[c as usize]
-            } else {
-                0.0
-            };
+    let partial: Vec<Vec<f64>> = v
+        .par_chunks_mut((n * VAR_ROWS).max(1))
+        .map(|rows| {
+            let mut sq = vec![0.0; n];
+            let mut shift = vec![0.0; weights.len()];
+            for row in rows.chunks_exact_mut(n) {
+                for (t, w) in shift.iter_mut().zip(weights) {
+                    *t = w.iter().map(|&(u, s)| s * row[u]).sum();
+                }
+                for u in 0..k {
+                    row[u] = if finite[u] {
+                        row[u] - shift[comp[u] as usize]
+                    } else {
+                        0.0
+                    };
+                }
+                for (a, x) in sq.iter_mut().zip(row.iter()) {
+                    *a += x * x;
+                }
+            }
+            sq
+        })
+        .collect();
+    let mut var = vec![0.0; n];
+    for sq in &partial {
+        for (a, x) in var.iter_mut().zip(sq) {
+            *a += x;
         }
-    });
-    Ok((m, tau_var))
+    }
+    let tau_var = p.has_tie_param().then(|| var[k]);
+    var.truncate(k);
+    Ok((v, var, tau_var))
 }
 
 #[cfg(test)]

@@ -156,7 +156,7 @@ fn two_components_fit_alone() {
     assert_eq!(f.component, vec![0, 0, 1, 1]);
     assert!(((f.theta[0] - f.theta[1]) * ELO - 88.74).abs() < 5e-3);
     assert!(((f.theta[2] - f.theta[3]) * ELO - 120.41).abs() < 5e-3);
-    let cov = f.cov.unwrap();
+    let cov = f.covariance().unwrap();
     assert_eq!(cov[1], cov[4], "symmetric");
     assert_eq!(cov[2], 0.0, "no covariance across components");
 }
@@ -184,7 +184,7 @@ fn ties_models_on_one_pair() {
         (se - f.tie_param.unwrap() * (14.0f64 / 3.0 / 8.0).sqrt()).abs() < 1e-8,
         "{se}"
     );
-    let cov = f.cov.unwrap();
+    let cov = f.covariance().unwrap();
     let var_d = cov[0] + cov[3] - 2.0 * cov[1];
     assert!((var_d - (8.0 / 3.0 + 8.0) / 8.0).abs() < 1e-8, "{var_d}");
     let (dh, _) = d(Ties::Half);
@@ -204,7 +204,7 @@ fn hessian_errors_under_both_constraints() {
     rows.extend(rep(3, (0, 1, B_WINS)));
     let var_d = 1.0 / (8.0 * (5.0 / 8.0) * (3.0 / 8.0));
     let f = fit_rows(2, &rows, &opts(Ties::Half));
-    let c = f.cov.unwrap();
+    let c = f.covariance().unwrap();
     assert!((c[0] - var_d / 4.0).abs() < 1e-10 && (c[1] + var_d / 4.0).abs() < 1e-10);
     let g = fit_rows(
         2,
@@ -214,7 +214,7 @@ fn hessian_errors_under_both_constraints() {
             ..opts(Ties::Half)
         },
     );
-    let c = g.cov.unwrap();
+    let c = g.covariance().unwrap();
     assert_eq!(g.theta[1], 0.0);
     assert!((c[0] - var_d).abs() < 1e-10 && c[3].abs() < 1e-14);
 }
@@ -316,7 +316,7 @@ fn bootstrap_spread_matches_hessian_errors() {
         },
     )
     .unwrap();
-    let cov = f.cov.unwrap();
+    let cov = f.covariance().unwrap();
     for u in 0..8 {
         let v: Vec<f64> = (0..800).map(|r| b.draws[r * 8 + u]).collect();
         let mean = v.iter().sum::<f64>() / 800.0;
@@ -403,13 +403,102 @@ fn large_fit_is_thread_count_invariant() {
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&one.theta), bits(&three.theta), "{ties:?}");
         assert_eq!(
-            bits(one.cov.as_ref().unwrap()),
-            bits(three.cov.as_ref().unwrap()),
+            bits(one.cov_factor.as_ref().unwrap()),
+            bits(three.cov_factor.as_ref().unwrap()),
             "{ties:?}"
         );
         assert_eq!(
             one.tie_param.map(f64::to_bits),
             three.tie_param.map(f64::to_bits)
+        );
+    }
+}
+
+fn cov_scenarios() -> Vec<(String, Fit)> {
+    // Two components (0..8 and 8..11), model 7 never wins, plus a lone pair.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |m: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % m
+    };
+    let mut rows = Vec::new();
+    for _ in 0..400 {
+        let (a, b) = (next(7) as u32, next(7) as u32);
+        if a != b {
+            rows.push((a, b, [A_WINS, B_WINS, TIE][next(3) as usize]));
+        }
+    }
+    for _ in 0..6 {
+        rows.push((7, next(7) as u32, B_WINS));
+    }
+    for _ in 0..60 {
+        let (a, b) = (8 + next(3) as u32, 8 + next(3) as u32);
+        if a != b {
+            rows.push((a, b, [A_WINS, B_WINS, TIE][next(3) as usize]));
+        }
+    }
+    let mut out = Vec::new();
+    for ties in [Ties::Half, Ties::Davidson, Ties::RaoKupper, Ties::Drop] {
+        for alpha in [0.0, 0.3] {
+            for anchor in [None, Some(2)] {
+                let o = FitOptions {
+                    ties,
+                    alpha,
+                    anchor,
+                    tol: 1e-13,
+                    ..FitOptions::default()
+                };
+                out.push((
+                    format!("{ties:?} {alpha} {anchor:?}"),
+                    fit_rows(11, &rows, &o),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The factor's covariance under every tie model, prior and constraint:
+/// its diagonal is `var`; the constrained θ of a component sums to zero
+/// (mean zero) or holds the anchor at 0, so the rows of the covariance over
+/// the component's finite models sum to zero, or the anchor's row is zero;
+/// nothing is shared across components; and the Davidson and Rao-Kupper
+/// fits report a tie-parameter se.
+#[test]
+fn covariance_factor_respects_the_constraint() {
+    for (name, f) in cov_scenarios() {
+        let c = f.covariance().unwrap();
+        let var = f.var.clone().unwrap();
+        let k = 11;
+        let finite = |u: usize| f.standing[u] == Standing::Finite;
+        for u in 0..k {
+            assert!(
+                (var[u] - c[u * k + u]).abs() <= 1e-15 * (1.0 + c[u * k + u]),
+                "{name}"
+            );
+            assert_eq!(
+                var[u] > 0.0,
+                finite(u) && !(name.ends_with("Some(2)") && u == 2)
+            );
+            for v in 0..k {
+                assert!((c[u * k + v] - c[v * k + u]).abs() < 1e-15, "{name}");
+                if f.component[u] != f.component[v] {
+                    assert_eq!(c[u * k + v], 0.0, "{name}");
+                }
+            }
+            let row: f64 = (0..k)
+                .filter(|&v| finite(v) && f.component[v] == f.component[u])
+                .map(|v| c[u * k + v])
+                .sum();
+            if name.ends_with("None") && finite(u) {
+                assert!(row.abs() < 1e-14, "{name} model {u}: {row}");
+            }
+        }
+        assert_eq!(
+            f.tie_param_se.is_some(),
+            name.starts_with("Davidson") || name.starts_with("Rao")
         );
     }
 }
