@@ -101,6 +101,12 @@ class _Battles(Big):
 class ItemBT(_Battles):
     """rlhf_diag: counts collapsed in Rust, Newton to a gradient of 1e-12 N."""
 
+    # Tens of milliseconds a call, so three cold samples (the peers' seconds
+    # long fits need no more) would measure first-touch page faults and
+    # noise: a warm-up call, then at least 10 samples.
+    repeat = (10, 30, 10.0)
+    warmup_time = 0.2
+
     def time_ours(self, models_x_battles):
         ours(self.a, self.b, self.outcome, self.k)
 
