@@ -178,7 +178,9 @@ def fmt_ratio(ratio: float | None, target: float | None) -> str:
         return "n/a"
     if target is not None and target < 1:
         return f"ours takes {1 / ratio:.2f}x"
-    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:,.0f}x"
+    if ratio < 10:
+        return f"{ratio:.2f}x"
+    return f"{ratio:.1f}x" if ratio < 100 else f"{ratio:,.0f}x"
 
 
 def verdict(ratio: float | None, target: float | None) -> str:
@@ -238,6 +240,8 @@ def listing(res: dict, prefix: str, fmt, only=("",)) -> list[str]:
         if name.split(".")[-1].startswith(prefix) and name.startswith(only):
             for label, v in res[name].items():
                 rows.append(f"| {name} | {label} | {fmt(v)} |")
+    if len(rows) == 2:
+        return ["(none in these results)"]
     return rows
 
 
