@@ -134,6 +134,7 @@ def test_without_se_ratings_are_unchanged_and_se_is_null(battles):
         assert r["se"] is None and r["ci_low"] is None and r["ci_high"] is None
         assert r["rank_ub"] is None and r["rank"] is not None
     assert "no intervals" in bare.summary()
+    assert full.summary().splitlines()[-1].startswith("ub: rank upper bound")
     # The Wald interval of the full fit is theta -/+ 1.96 se (log scale).
     r = full.rows[0]
     assert r["ci_high"] - r["theta"] == pytest.approx(1.959964 * r["se"], rel=1e-6)

@@ -534,7 +534,8 @@ class Leaderboard:
         else:
             out["se"] = None
             out["se_reason"] = (
-                f"fitted with {_opt('se')}: no Hessian covariance (refit without it)"
+                f"fitted with {_opt('se')}: no Hessian covariance was computed "
+                "(fit again with standard errors on, the default, for one)"
             )
         return out
 
@@ -665,6 +666,11 @@ class Leaderboard:
         if self.style_dropped:
             lines.append(
                 "style left out (never varies): " + ", ".join(self.style_dropped)
+            )
+        if self.rows:
+            lines.append(
+                "ub: rank upper bound, 1 + the models whose interval lies "
+                "wholly above (Chatbot Arena's)"
             )
         lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)

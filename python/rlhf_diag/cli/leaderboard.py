@@ -36,7 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--alpha", type=float, default=0.0, help="L2 prior strength")
     parser.add_argument(
-        "--bootstrap", type=int, default=1000, metavar="N", help="rounds (0 for none)"
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap rounds for the intervals (default %(default)s; 0 for "
+        "none: Wald intervals from the Hessian standard errors)",
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--level", type=float, default=0.95, help="interval coverage")

@@ -430,27 +430,24 @@ fn sum_span_body<const CLAMP: bool>(
     acc.finish(last)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn sum_span_avx2<const CLAMP: bool>(
-    slices: (&[f64], &[f64]),
-    start: usize,
-    mask: Option<&[u8]>,
-    c: Clamp,
-) -> (SeqStats, bool) {
-    sum_span_body::<CLAMP>(slices, start, mask, c)
+/// The vectorised path compiled for wider vectors: the same body, so the
+/// same operations in the same order (the test checks the bits).
+macro_rules! sum_span_for {
+    ($name:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        fn $name<const CLAMP: bool>(
+            slices: (&[f64], &[f64]),
+            start: usize,
+            mask: Option<&[u8]>,
+            c: Clamp,
+        ) -> (SeqStats, bool) {
+            sum_span_body::<CLAMP>(slices, start, mask, c)
+        }
+    };
 }
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
-fn sum_span_avx512<const CLAMP: bool>(
-    slices: (&[f64], &[f64]),
-    start: usize,
-    mask: Option<&[u8]>,
-    c: Clamp,
-) -> (SeqStats, bool) {
-    sum_span_body::<CLAMP>(slices, start, mask, c)
-}
+sum_span_for!(sum_span_avx2, "avx2");
+sum_span_for!(sum_span_avx512, "avx512f,avx512dq,avx512vl,avx512bw");
 
 #[cfg(target_arch = "x86_64")]
 fn has_avx512() -> bool {
