@@ -668,10 +668,7 @@ class Leaderboard:
                 "style left out (never varies): " + ", ".join(self.style_dropped)
             )
         if self.rows:
-            lines.append(
-                "ub: rank upper bound, 1 + the models whose interval lies "
-                "wholly above (Chatbot Arena's)"
-            )
+            lines.append(UB_LEGEND)
         lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
@@ -684,6 +681,12 @@ class Leaderboard:
         from rlhf_diag.report import build_page
 
         return build_page(self).fragment()
+
+
+UB_LEGEND = (
+    "ub: rank upper bound, 1 + the models whose interval lies wholly above "
+    "(Chatbot Arena's)"
+)
 
 
 def _fmt_int(v: int | None) -> str:

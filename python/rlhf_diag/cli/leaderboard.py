@@ -104,7 +104,14 @@ def _render(lb) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=lb._header(), title_justify="left")
+    from rlhf_diag.leaderboard import UB_LEGEND
+
+    table = Table(
+        title=lb._header(),
+        title_justify="left",
+        caption=UB_LEGEND if lb.rows else None,
+        caption_justify="left",
+    )
     # Components fitted separately (--components separate): say which.
     split = any(r["component"] != 0 for r in lb.rows)
     for col, just in [("component", "right")] * split + [
