@@ -679,13 +679,16 @@ def test_positive_logprobs_are_refused_beyond_rounding():
     q = [[-1.0, -0.7, -1.0], [-0.1, -0.3, -1.0]]
     mask = [[1, 1, 0], [1, 1, 1]]  # the 9.0 is padding and is never read
     msg = (
-        r"sequence 1, position 1: policy log-prob is 5 > 0 inside the mask; "
+        r"sequence 1, position 1: policy log-prob is 5 > 0 in a selected token; "
         r"log-probs must be <= 0 \(up to 1e-6 for rounding\)"
     )
     with pytest.raises(InputError, match=msg):
         kl.estimate_kl(p, q, mask=mask)
     with pytest.raises(InputError, match="position 1: reference log-prob is 5"):
         kl.estimate_kl(q, p, mask=mask)
+    # Selected by lengths, not a mask: the message does not speak of a mask.
+    with pytest.raises(InputError, match=msg):
+        kl.estimate_kl(p, q, lengths=[2, 3])
     with pytest.raises(InputError, match="sequence 1, position 1"):
         kl.sequence_logprobs(p, mask=mask)
     with pytest.raises(InputError, match="sequence 1, position 1"):

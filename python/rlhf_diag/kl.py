@@ -20,7 +20,8 @@ Estimators, per token sampled from π, with ``log r = log π_ref − log π``
 The per-token work runs in the Rust core (``rlhf_diag._core``) in float64,
 selecting masked positions (never multiplying by the mask) and refusing
 non-finite values, and log-probs above 0 (beyond :data:`LOGPROB_TOL` of
-rounding), inside the mask with the sequence and position.
+rounding), among the selected tokens (mask or lengths), naming the sequence
+and position.
 """
 
 from __future__ import annotations

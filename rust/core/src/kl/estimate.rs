@@ -125,7 +125,7 @@ fn checked_token(
             ("policy", p)
         };
         return Err(invalid!(
-            "sequence {i}, position {pos}: {which} log-prob is {v} inside the mask"
+            "sequence {i}, position {pos}: {which} log-prob is {v} in a selected token"
         ));
     }
     if p > LOGPROB_TOL || q > LOGPROB_TOL {
@@ -135,8 +135,8 @@ fn checked_token(
             ("reference", q)
         };
         return Err(invalid!(
-            "sequence {i}, position {pos}: {which} log-prob is {v} > 0 inside the \
-             mask; log-probs must be <= 0 (up to {LOGPROB_TOL:e} for rounding): \
+            "sequence {i}, position {pos}: {which} log-prob is {v} > 0 in a selected \
+             token; log-probs must be <= 0 (up to {LOGPROB_TOL:e} for rounding): \
              were logits or probabilities passed?"
         ));
     }
