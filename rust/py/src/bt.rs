@@ -66,6 +66,7 @@ fn bt_leaderboard<'py>(
         .map_err(to_py)?;
     let d = PyDict::new(py);
     let f = lb.fit;
+    let dim = f.cov_factor_dim();
     d.set_item("theta", f.theta.into_pyarray(py))?;
     d.set_item(
         "standing",
@@ -86,7 +87,6 @@ fn bt_leaderboard<'py>(
     d.set_item("iterations", f.iterations)?;
     d.set_item("grad_norm", f.grad_norm)?;
     d.set_item("converged", f.converged)?;
-    let dim = f.cov_factor.as_ref().map_or(0, |v| v.len().isqrt());
     let factor = f
         .cov_factor
         .map(|c| Array2::from_shape_vec((dim, dim), c).map(|m| m.into_pyarray(py)));

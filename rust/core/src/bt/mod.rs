@@ -137,13 +137,18 @@ pub struct Fit {
 }
 
 impl Fit {
+    /// `n`, the side of the square [`Fit::cov_factor`] (0 without one).
+    pub fn cov_factor_dim(&self) -> usize {
+        self.cov_factor.as_ref().map_or(0, |v| v.len().isqrt())
+    }
+
     /// The K×K covariance of θ under the constraint (row-major; rows of
     /// non-finite models zero, entries across components zero), from
     /// [`Fit::cov_factor`]: O(K³), for small K and for checks.
     pub fn covariance(&self) -> Option<Vec<f64>> {
         let v = self.cov_factor.as_ref()?;
         let k = self.theta.len();
-        let n = v.len().isqrt();
+        let n = self.cov_factor_dim();
         let mut c = vec![0.0; k * k];
         for u in 0..k {
             for w in 0..k {

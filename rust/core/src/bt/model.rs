@@ -571,19 +571,15 @@ impl Problem<'_> {
         if self.has_tie_param() {
             h[k * n + k] += curv.htt;
         }
-        self.add_gauge(h, &curv.scales, false);
+        self.add_gauge(h, &curv.scales);
     }
 
-    /// Add `c_B 1_B 1_Bᵀ / |B|` for every block, or (`inverse`) subtract
-    /// `1_B 1_Bᵀ / (c_B |B|)`, which turns `(H + G)⁻¹` into `H⁺`.
-    pub(crate) fn add_gauge(&self, h: &mut [f64], scales: &[f64], inverse: bool) {
+    /// Add the gauge `c_B 1_B 1_Bᵀ / |B|` for every block (the covariance
+    /// removes it again by the constraint's projection; see `covariance`).
+    fn add_gauge(&self, h: &mut [f64], scales: &[f64]) {
         let n = self.dim();
         for (b, c) in self.gauge.iter().zip(scales) {
-            let v = if inverse {
-                -1.0 / (c * b.len() as f64)
-            } else {
-                c / b.len() as f64
-            };
+            let v = c / b.len() as f64;
             for &p in b {
                 for &q in b {
                     h[p * n + q] += v;
